@@ -1,0 +1,41 @@
+"""vitkit: Vision Transformers (Dosovitskiy et al., 2020) for PyTorch, exact, complete and fast.
+
+The public API is imported lazily, so ``import vitkit`` stays quick and optional parts (training, plotting)
+load only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from vitkit.config import ViTConfig
+from vitkit.layers.pos_embed import resample_pos_embed
+from vitkit.models.vit import VisionTransformer
+from vitkit.registry import count_parameters, create_model, get_config, list_models, register_model
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; resolved on first access.
+_LAZY = {
+    "load_pretrained": "vitkit.weights",
+    "save_pretrained": "vitkit.weights",
+}
+
+__all__ = [
+    "ViTConfig",
+    "VisionTransformer",
+    "count_parameters",
+    "create_model",
+    "get_config",
+    "list_models",
+    "register_model",
+    "resample_pos_embed",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vitkit' has no attribute {name!r}")

@@ -1,0 +1,261 @@
+"""The Vision Transformer of Dosovitskiy et al. (2020), readable top to bottom.
+
+    z0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos        (Eq. 1)
+    z'_l = MSA(LN(z_{l-1})) + z_{l-1}                     (Eq. 2)
+    z_l = MLP(LN(z'_l)) + z'_l                            (Eq. 3)
+    y = LN(z_L^0)                                         (Eq. 4)
+
+State-dict names follow timm (``cls_token``, ``pos_embed``, ``blocks.{i}.attn.qkv.weight``, ...), so timm
+weights load without renaming.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from vitkit.config import ViTConfig
+from vitkit.layers.block import Block
+from vitkit.layers.patch_embed import PatchEmbed
+from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed, sincos_2d
+
+
+def _build_patch_embed(cfg: ViTConfig) -> nn.Module:
+    if cfg.backbone_layers is not None:
+        from vitkit.models.resnet_stem import HybridEmbed  # the hybrid's BiT stem (paper Sec. 3.1)
+
+        return HybridEmbed(cfg)
+    return PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.embed_dim)
+
+
+class VisionTransformer(nn.Module):
+    """ViT for image classification; every option is a field of :class:`ViTConfig`."""
+
+    def __init__(self, cfg: ViTConfig | None = None, **changes) -> None:
+        super().__init__()
+        cfg = cfg or ViTConfig()
+        self.cfg = cfg = cfg.replace(**changes) if changes else cfg
+        D = cfg.embed_dim
+        self.num_prefix_tokens = cfg.num_prefix_tokens
+        self.distilled_training = False  # DeiT: return (cls, dist) logits separately while training
+
+        self.patch_embed = _build_patch_embed(cfg)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.class_token else None
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.distilled else None
+        gh, gw = cfg.grid_size
+        if cfg.pos_embed == "learned":
+            self.pos_embed = nn.Parameter(torch.zeros(1, self.num_prefix_tokens + gh * gw, D))
+        elif cfg.pos_embed == "learned2d":
+            # Paper Appendix D.4: an X- and a Y-embedding of D/2 each, concatenated per patch.
+            self.pos_embed_row = nn.Parameter(torch.zeros(1, gh, D // 2))
+            self.pos_embed_col = nn.Parameter(torch.zeros(1, gw, D // 2))
+        elif cfg.pos_embed == "sincos2d":
+            self.register_buffer("pos_embed", self._sincos_table((gh, gw)), persistent=False)
+        self.pos_drop = nn.Dropout(cfg.pos_drop_rate)
+
+        # Stochastic depth grows linearly with depth, from 0 to drop_path_rate.
+        rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        self.blocks = nn.Sequential(
+            *[
+                Block(
+                    D,
+                    cfg.num_heads,
+                    cfg.mlp_dim,
+                    qkv_bias=cfg.qkv_bias,
+                    pre_norm=cfg.pre_norm,
+                    norm_eps=cfg.norm_eps,
+                    act_layer=cfg.act_layer,
+                    attn_drop=cfg.attn_drop_rate,
+                    proj_drop=cfg.proj_drop_rate,
+                    drop_path=rate,
+                )
+                for rate in rates
+            ]
+        )
+        # Post-LN blocks already end in a LayerNorm; timm's fc_norm moves the final norm after pooling.
+        final_norm = cfg.pre_norm
+        self.norm = nn.LayerNorm(D, eps=cfg.norm_eps) if final_norm and not cfg.fc_norm else nn.Identity()
+        self.fc_norm = nn.LayerNorm(D, eps=cfg.norm_eps) if final_norm and cfg.fc_norm else nn.Identity()
+        if cfg.representation_size:
+            self.pre_logits = nn.Sequential(
+                OrderedDict(fc=nn.Linear(D, cfg.representation_size), act=nn.Tanh())
+            )  # pre-training head (paper Sec. 3.1)
+            self.num_features = cfg.representation_size
+        else:
+            self.pre_logits = nn.Identity()
+            self.num_features = D
+        self.head_drop = nn.Dropout(cfg.drop_rate)
+        self.head = self._make_head(cfg.num_classes)
+        self.head_dist = self._make_head(cfg.num_classes) if cfg.distilled else None
+        self.init_weights()
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _sincos_table(self, grid: tuple[int, int]) -> torch.Tensor:
+        table = sincos_2d(grid, self.cfg.embed_dim)
+        prefix = torch.zeros(self.num_prefix_tokens, self.cfg.embed_dim)
+        return torch.cat([prefix, table]).unsqueeze(0)
+
+    def _make_head(self, num_classes: int) -> nn.Module:
+        return nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Reference initialisation: truncated-normal tokens and position tables (std 0.02), truncated-normal
+        Linear weights with zero biases, LeCun-normal patch projection, and a zero head when ``zero_head``."""
+        for name, param in self.named_parameters():
+            if name in ("cls_token", "dist_token", "pos_embed", "pos_embed_row", "pos_embed_col"):
+                nn.init.trunc_normal_(param, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        if isinstance(self.patch_embed, PatchEmbed):
+            proj = self.patch_embed.proj
+            fan_in = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
+            nn.init.trunc_normal_(proj.weight, std=math.sqrt(1.0 / fan_in) / 0.87962566)  # LeCun normal
+            nn.init.zeros_(proj.bias)
+        if self.cfg.zero_head:
+            for head in (self.head, self.head_dist):
+                if isinstance(head, nn.Linear):
+                    nn.init.zeros_(head.weight)
+                    nn.init.zeros_(head.bias)
+
+    def reset_classifier(self, num_classes: int, zero_init: bool = True) -> None:
+        """Replace the head for ``num_classes`` (0 removes it), zero-initialised as for fine-tuning."""
+        self.cfg = self.cfg.replace(num_classes=num_classes, zero_head=zero_init)
+        device = next(self.parameters()).device
+        self.head = self._make_head(num_classes).to(device)
+        if self.head_dist is not None:
+            self.head_dist = self._make_head(num_classes).to(device)
+        for head in (self.head, self.head_dist):
+            if isinstance(head, nn.Linear):
+                if zero_init:
+                    nn.init.zeros_(head.weight)
+                else:
+                    nn.init.trunc_normal_(head.weight, std=0.02)
+                nn.init.zeros_(head.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters that weight decay should skip: tokens and position tables (norms and biases too, by rule)."""
+        names = {"cls_token", "dist_token", "pos_embed", "pos_embed_row", "pos_embed_col"}
+        return {n for n, _ in self.named_parameters() if n in names}
+
+    # ------------------------------------------------------------------------------------------- embedding
+    def _check_input(self, x: torch.Tensor) -> None:
+        cfg = self.cfg
+        if x.ndim != 4:
+            hint = " add a batch dimension with x.unsqueeze(0)" if x.ndim == 3 else " pass images as (B, C, H, W)"
+            raise ValueError(f"expected a 4D tensor (B, C, H, W), got shape {tuple(x.shape)};{hint}")
+        if x.shape[1] != cfg.in_chans:
+            raise ValueError(
+                f"expected {cfg.in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
+                f"convert the images or build the model with in_chans={x.shape[1]}"
+            )
+        H, W = x.shape[-2:]
+        ph, pw = cfg.patch_stride
+        if H % ph or W % pw:
+            raise ValueError(
+                f"image size {H}x{W} is not divisible by the patch size {ph}x{pw}; resize or crop to a multiple, "
+                f"e.g. {H - H % ph}x{W - W % pw}"
+            )
+        if not cfg.dynamic_img_size and (H, W) != cfg.img_size:
+            raise ValueError(
+                f"model expects {cfg.img_size[0]}x{cfg.img_size[1]} images, got {H}x{W}; resize the input, build "
+                f"the model with img_size=({H}, {W}) (position embeddings are resampled on load), or pass "
+                "dynamic_img_size=True"
+            )
+
+    def _position_table(self, grid: tuple[int, int]) -> torch.Tensor | None:
+        """(1, prefix + gh*gw, D) position embeddings for ``grid``, resampled in 2D when it differs."""
+        kind = self.cfg.pos_embed
+        if kind == "none":
+            return None
+        if kind == "learned2d":
+            rows = resample_axis_embed(self.pos_embed_row, grid[0])  # (1, gh, D/2)
+            cols = resample_axis_embed(self.pos_embed_col, grid[1])  # (1, gw, D/2)
+            table = torch.cat(
+                [rows[:, :, None].expand(-1, -1, grid[1], -1), cols[:, None].expand(-1, grid[0], -1, -1)], dim=-1
+            ).flatten(1, 2)
+            prefix = table.new_zeros(1, self.num_prefix_tokens, table.shape[-1])
+            return torch.cat([prefix, table], dim=1)
+        if grid == self.cfg.grid_size:
+            return self.pos_embed
+        if kind == "sincos2d":
+            return self._sincos_table(grid).to(self.pos_embed)
+        return resample_pos_embed(self.pos_embed, grid, self.cfg.grid_size, self.num_prefix_tokens)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, prefix + N, D): patches, prefix tokens and position embeddings (Eq. 1)."""
+        self._check_input(x)
+        x = self.patch_embed(x)  # (B, D, gh, gw)
+        grid = (x.shape[-2], x.shape[-1])
+        x = x.flatten(2).transpose(1, 2)  # (B, N, D)
+        prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.dist_token) if t is not None]
+        if prefix:
+            x = torch.cat([*prefix, x], dim=1)
+        table = self._position_table(grid)
+        if table is not None:
+            x = x + table
+        return self.pos_drop(x)
+
+    # --------------------------------------------------------------------------------------------- forward
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, prefix + N, D): all tokens after the final LayerNorm."""
+        return self.norm(self.blocks(self.embed(x)))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, D): the class token, or the mean of the patch tokens."""
+        if self.cfg.global_pool == "avg":
+            return x[:, self.num_prefix_tokens :].mean(dim=1)
+        return x[:, 0]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, T, D) tokens -> (B, classes) logits, or the pooled features fed to the classifier."""
+        feats = self.head_drop(self.pre_logits(self.fc_norm(self.pool(x))))
+        if pre_logits:
+            return feats
+        logits = self.head(feats)
+        if self.head_dist is not None:
+            dist = self.head_dist(self.head_drop(x[:, 1]))
+            if self.distilled_training and self.training:
+                return logits, dist
+            return (logits + dist) / 2  # DeiT inference: average the two heads
+        return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    # ------------------------------------------------------------------------------------------- inspection
+    def get_intermediate_layers(
+        self, x: torch.Tensor, n: int | list[int] = 1, norm: bool = False, reshape: bool = False
+    ) -> list[torch.Tensor]:
+        """Outputs of the last ``n`` blocks (or of the blocks indexed by ``n``), for dense tasks.
+
+        Each is (B, T, D) with prefix tokens, or (B, D, gh, gw) patch maps with ``reshape=True``.
+        """
+        depth = len(self.blocks)
+        wanted = set(range(depth - n, depth)) if isinstance(n, int) else {i % depth for i in n}
+        grid = (x.shape[-2] // self.cfg.patch_stride[0], x.shape[-1] // self.cfg.patch_stride[1])
+        x = self.embed(x)
+        outputs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in wanted:
+                out = self.norm(x) if norm else x
+                if reshape:
+                    out = out[:, self.num_prefix_tokens :].transpose(1, 2).reshape(x.shape[0], -1, *grid)
+                outputs.append(out)
+        return outputs
+
+    def get_attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Attention probabilities of every layer, each (B, heads, T, T); rows sum to one."""
+        x = self.embed(x)
+        maps = []
+        for block in self.blocks:
+            x, attn = block(x, return_attention=True)
+            maps.append(attn)
+        return maps

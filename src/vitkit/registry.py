@@ -1,0 +1,99 @@
+"""Named models: a data table from ecosystem names (``vit_base_patch16_224``) to configs, and one factory.
+
+Sizes come from :data:`vitkit.config.VARIANTS`; an entry only states its variant string and what differs.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import Any
+
+import torch
+from torch import nn
+
+from vitkit.config import ViTConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_SIZE_NAMES = {"Ti": "tiny", "S": "small", "B": "base", "L": "large", "H": "huge"}
+
+
+def _vit(variant: str, res: int, **fields: Any) -> ViTConfig:
+    # The released ViT checkpoints expect inputs in [-1, 1]; 384 px fine-tunes are evaluated without cropping.
+    fields.setdefault("crop_pct", 1.0 if res >= 384 else 0.9)
+    return ViTConfig.from_variant(variant, img_size=res, **fields)
+
+
+def _deit(variant: str, res: int, **fields: Any) -> ViTConfig:
+    crop = 1.0 if res >= 384 else 0.875
+    return _vit(variant, res, mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=crop, **fields)
+
+
+def _build_table() -> dict[str, ViTConfig]:
+    table: dict[str, ViTConfig] = {}
+    # (size, patch, resolutions): the paper's Table 2/5 models and the AugReg / DINO checkpoints in common use.
+    for size, patch, resolutions in [
+        ("Ti", 16, (224, 384)),
+        ("S", 8, (224,)),
+        ("S", 16, (224, 384)),
+        ("S", 32, (224, 384)),
+        ("B", 8, (224,)),
+        ("B", 16, (224, 384)),
+        ("B", 32, (224, 384)),
+        ("L", 14, (224,)),
+        ("L", 16, (224, 384)),
+        ("L", 32, (224, 384)),
+        ("H", 14, (224,)),
+    ]:
+        for res in resolutions:
+            table[f"vit_{_SIZE_NAMES[size]}_patch{patch}_{res}"] = _vit(f"{size}/{patch}", res)
+    # Small-image configurations for 32x32 data such as CIFAR: patch 4 gives an 8x8 grid.
+    for size in ("Ti", "S"):
+        table[f"vit_{_SIZE_NAMES[size]}_patch4_32"] = _vit(f"{size}/4", 32, num_classes=10, crop_pct=1.0)
+    # DeiT (Touvron et al. 2021): ImageNet normalisation; the distilled variants add a [dist] token and head.
+    for size in ("Ti", "S", "B"):
+        table[f"deit_{_SIZE_NAMES[size]}_patch16_224"] = _deit(f"{size}/16", 224)
+        table[f"deit_{_SIZE_NAMES[size]}_distilled_patch16_224"] = _deit(f"{size}/16", 224, distilled=True)
+    table["deit_base_patch16_384"] = _deit("B/16", 384)
+    table["deit_base_distilled_patch16_384"] = _deit("B/16", 384, distilled=True)
+    return table
+
+
+MODEL_CONFIGS: dict[str, ViTConfig] = _build_table()
+
+
+def register_model(name: str, cfg: ViTConfig) -> None:
+    """Add a named configuration (for example a hybrid or a user's own size) to the registry."""
+    MODEL_CONFIGS[name] = cfg
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching a shell-style ``pattern``, sorted."""
+    return sorted(n for n in MODEL_CONFIGS if fnmatch.fnmatch(n, pattern))
+
+
+def get_config(name: str, **overrides: Any) -> ViTConfig:
+    """The configuration registered as ``name`` with ``overrides`` applied (unknown fields raise)."""
+    try:
+        cfg = MODEL_CONFIGS[name]
+    except KeyError:
+        close = [n for n in MODEL_CONFIGS if name.split("_")[0] in n][:8]
+        raise ValueError(f"unknown model {name!r}; see `vitkit models` or list_models(). Similar: {close}") from None
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build the model registered as ``name``; ``overrides`` are ViTConfig fields (num_classes, img_size, ...)."""
+    from vitkit.models.vit import VisionTransformer
+
+    return VisionTransformer(get_config(name, **overrides))
+
+
+def count_parameters(cfg_or_name: ViTConfig | str) -> int:
+    """Parameter count of a configuration, computed on the meta device (no memory, no initialisation cost)."""
+    from vitkit.models.vit import VisionTransformer
+
+    cfg = get_config(cfg_or_name) if isinstance(cfg_or_name, str) else cfg_or_name
+    with torch.device("meta"):
+        model = VisionTransformer(cfg)
+    return sum(p.numel() for p in model.parameters())
