@@ -23,6 +23,11 @@ from vitkit.layers.patch_embed import PatchEmbed
 from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed, sincos_2d
 
 
+def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """Normal(0, std) truncated at two standard deviations (torch's default bounds are +-2 absolute)."""
+    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+
+
 def _build_patch_embed(cfg: ViTConfig) -> nn.Module:
     if cfg.backbone_layers is not None:
         from vitkit.models.resnet_stem import HybridEmbed  # the hybrid's BiT stem (paper Sec. 3.1)
@@ -107,16 +112,16 @@ class VisionTransformer(nn.Module):
         Linear weights with zero biases, LeCun-normal patch projection, and a zero head when ``zero_head``."""
         for name, param in self.named_parameters():
             if name in ("cls_token", "dist_token", "pos_embed", "pos_embed_row", "pos_embed_col"):
-                nn.init.trunc_normal_(param, std=0.02)
+                trunc_normal_(param, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
+                trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         if isinstance(self.patch_embed, PatchEmbed):
             proj = self.patch_embed.proj
             fan_in = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
-            nn.init.trunc_normal_(proj.weight, std=math.sqrt(1.0 / fan_in) / 0.87962566)  # LeCun normal
+            trunc_normal_(proj.weight, std=math.sqrt(1.0 / fan_in) / 0.87962566)  # LeCun normal (JAX)
             nn.init.zeros_(proj.bias)
         if self.cfg.zero_head:
             for head in (self.head, self.head_dist):
@@ -136,7 +141,7 @@ class VisionTransformer(nn.Module):
                 if zero_init:
                     nn.init.zeros_(head.weight)
                 else:
-                    nn.init.trunc_normal_(head.weight, std=0.02)
+                    trunc_normal_(head.weight, std=0.02)
                 nn.init.zeros_(head.bias)
 
     def no_weight_decay(self) -> set[str]:

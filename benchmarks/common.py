@@ -1,0 +1,45 @@
+"""Timing helpers for the benchmarks: interleaved repeats and the machine's own matmul rate as a yardstick.
+
+The machine is shared and noisy, so every figure is a median over repeats taken in alternation with its peer,
+and speeds are reported as ratios measured side by side.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_call(fn: Callable[[], object], device: str = "cpu") -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int, device: str = "cpu") -> dict[str, float]:
+    """Median seconds per call of each function, running them in turn so that load changes hit all alike."""
+    for fn in fns.values():  # warm-up: allocator, kernel selection, lazy init
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(time_call(fn, device))
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def matmul_flops(dtype: torch.dtype, device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
+    """This machine's dense n^3 matmul rate in FLOP/s for ``dtype``: the ceiling a ViT can approach."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    seconds = interleaved_medians({"mm": lambda: a @ b}, repeats, device)["mm"]
+    return 2 * n**3 / seconds

@@ -1,0 +1,54 @@
+"""``vitkit visualize``: the paper's pictures of a model (attention, rollout, distances, embeddings) as PNGs."""
+
+from __future__ import annotations
+
+import argparse
+
+from vitkit.viz import KINDS  # torch-only; matplotlib loads when the command runs
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "visualize",
+        help="draw attention maps, rollout, attention distance, position-embedding similarity or filters",
+        description="Draw what a ViT learned, as in Dosovitskiy et al. (2020), Fig. 6-7, and write PNGs to --out.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint load_pretrained reads, or a registered model name (random weights)")
+    p.add_argument("images", nargs="*", help="image files or folders (needed by rollout, heads and distance)")
+    p.add_argument(
+        "--kind",
+        action="append",
+        choices=(*KINDS, "all"),
+        help="what to draw; repeat for several, 'all' for every kind (default: rollout)",
+    )
+    p.add_argument("--layer", type=int, help="1-based layer (-1 = last): heads of this layer, rollout up to it")
+    p.add_argument("--img-size", type=int, nargs="+", metavar="PX", help="input size H [W] (default: the model's)")
+    p.add_argument("--head-fusion", choices=("mean", "max", "min"), default="mean", help="rollout head fusion")
+    p.add_argument("--max-images", type=int, default=128, help="at most this many images (default 128)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--dpi", type=int, default=100)
+    p.add_argument("--out", default="viz", help="output folder (default: ./viz)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vitkit.viz.draw import visualize
+
+    kinds = "all" if "all" in (args.kind or []) else (args.kind or ["rollout"])
+    paths = visualize(
+        args.checkpoint,
+        args.images,
+        kinds,
+        args.out,
+        layer=args.layer,
+        img_size=args.img_size,
+        head_fusion=args.head_fusion,
+        max_images=args.max_images,
+        batch_size=args.batch_size,
+        device=args.device,
+        dpi=args.dpi,
+    )
+    for path in paths:
+        print(path)
+    return 0

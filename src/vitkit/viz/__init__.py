@@ -1,0 +1,38 @@
+"""Looking inside a ViT as the paper does: attention maps and rollout, mean attention distance, position-embedding
+similarity and patch-embedding filters (Dosovitskiy et al. 2020, Sec. 4.5 and App. D.7-D.8).
+
+The maths (capture, rollout, distance, embeddings) needs only torch; plotting needs matplotlib (``vitkit[viz]``).
+"""
+
+# What `visualize` / `vitkit visualize --kind` draw; the first three need images.
+KINDS = ("rollout", "heads", "distance", "posembed", "filters")
+
+from vitkit.viz.capture import attention_maps, iter_attention_maps, prepare_model
+from vitkit.viz.distance import mean_attention_distance, model_attention_distance, patch_distances
+from vitkit.viz.embeddings import filter_components, patch_position_embeddings, position_similarity
+from vitkit.viz.rollout import attention_rollout, query_attention, rollout_map
+
+__all__ = [
+    "KINDS",
+    "attention_maps",
+    "attention_rollout",
+    "filter_components",
+    "iter_attention_maps",
+    "mean_attention_distance",
+    "model_attention_distance",
+    "patch_distances",
+    "patch_position_embeddings",
+    "position_similarity",
+    "prepare_model",
+    "query_attention",
+    "rollout_map",
+    "visualize",
+]
+
+
+def __getattr__(name: str):
+    if name == "visualize":  # imports matplotlib, so only on use
+        from vitkit.viz.draw import visualize
+
+        return visualize
+    raise AttributeError(f"module 'vitkit.viz' has no attribute {name!r}")

@@ -1,0 +1,150 @@
+"""One call from a checkpoint and some images to the paper's pictures: what ``vitkit visualize`` runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vitkit.viz import KINDS
+from vitkit.viz.capture import image_size_pair, iter_attention_maps, prepare_model, token_grid
+from vitkit.viz.distance import model_attention_distance
+from vitkit.viz.embeddings import filter_components, position_similarity
+from vitkit.viz.images import find_images, load_images, to_input
+from vitkit.viz.plot import (
+    plot_attention_distance,
+    plot_filters,
+    plot_head_attention,
+    plot_position_similarity,
+    plot_rollout,
+)
+from vitkit.viz.rollout import attention_rollout, query_attention, rollout_map
+
+NEEDS_IMAGES = KINDS[:3]
+ROWS_PER_PAGE = 8
+
+
+def load_model(checkpoint: str | Path | nn.Module) -> tuple[nn.Module, str]:
+    """A model and a display name from a module, anything ``load_pretrained`` reads, or a registered name
+    (random weights, for a quick look at the machinery)."""
+    if isinstance(checkpoint, nn.Module):
+        return checkpoint, type(checkpoint).__name__
+    path = Path(checkpoint)
+    if path.exists():
+        from vitkit import load_pretrained
+
+        return load_pretrained(path), path.name or str(path)
+    from vitkit.registry import create_model, list_models
+
+    if str(checkpoint) in list_models():
+        return create_model(str(checkpoint)), f"{checkpoint} (random weights)"
+    raise FileNotFoundError(
+        f"{str(checkpoint)!r} is neither an existing checkpoint nor a registered model name; pass a checkpoint "
+        "file or folder, or a name from `vitkit models`"
+    )
+
+
+def readout_maps(
+    model: nn.Module, inputs: torch.Tensor, stop: int, head_fusion: str = "mean", batch_size: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rollout through layers 1..``stop`` (B, gh, gw) and each head's readout attention (L, B, heads, gh, gw).
+
+    Computed batch by batch, so only patch-sized maps are kept, never the (T, T) matrices of all images.
+    """
+    grid = token_grid(model, inputs)
+    prefix, pool = model.num_prefix_tokens, model.cfg.global_pool
+    heat, heads = [], []
+    for maps in iter_attention_maps(model, inputs, batch_size):  # (L, b, heads, T, T)
+        heat.append(rollout_map(attention_rollout(maps[:stop], head_fusion), grid, prefix, pool))
+        heads.append(torch.stack([query_attention(layer, grid, prefix, pool) for layer in maps]))
+    return torch.cat(heat), torch.cat(heads, dim=1)
+
+
+def resolve_layer(layer: int | None, depth: int) -> int | None:
+    """A 1-based layer number (negative counts from the end, -1 = last) as a 0-based index; None stays None."""
+    if layer is None:
+        return None
+    if not (1 <= layer <= depth or -depth <= layer <= -1):
+        raise ValueError(f"layer {layer} is outside 1..{depth} (or -1..-{depth} from the end) for this model")
+    return layer - 1 if layer > 0 else depth + layer
+
+
+def visualize(
+    checkpoint: str | Path | nn.Module,
+    images: Sequence[str | Path] = (),
+    kinds: str | Sequence[str] = "rollout",
+    out_dir: str | Path = "viz",
+    *,
+    layer: int | None = None,
+    img_size: int | Sequence[int] | None = None,
+    head_fusion: str = "mean",
+    max_images: int | None = 128,
+    batch_size: int = 32,
+    device: str = "cpu",
+    dpi: int = 100,
+) -> list[Path]:
+    """Draw the requested ``kinds`` (see :data:`KINDS`, or ``'all'``) for a model and write PNGs to ``out_dir``.
+
+    ``images`` are files or folders; they are resized and centre-cropped to ``img_size`` (default: the model's),
+    which may be any multiple of the patch size. ``layer`` (1-based, -1 = last) picks the layer whose heads
+    are drawn (default: all layers) and where rollout stops (default: the last layer). Returns the files written.
+    """
+    kinds = list(KINDS) if kinds == "all" else [kinds] if isinstance(kinds, str) else list(kinds)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown kind(s) {unknown}; choose from {list(KINDS)} or 'all'")
+    model, name = load_model(checkpoint)
+    paths = find_images(images, max_images)
+    wanting = [k for k in kinds if k in NEEDS_IMAGES]
+    if wanting and not paths:
+        raise ValueError(f"kind(s) {wanting} need at least one image; pass image files or folders after the checkpoint")
+    cfg = model.cfg
+    size = image_size_pair(img_size, cfg.img_size)
+    model = prepare_model(model.to(device), size)
+    index = resolve_layer(layer, cfg.depth)
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+
+    pixels = load_images(paths, size) if wanting else None  # (B, H, W, 3) uint8
+    inputs = to_input(pixels, cfg) if wanting else None  # (B, 3, H, W)
+    if "rollout" in kinds or "heads" in kinds:
+        stop = cfg.depth if index is None else index + 1
+        heat, heads = readout_maps(model, inputs, stop, head_fusion, batch_size)
+        readout = "class token" if cfg.global_pool == "token" else "mean of patch tokens"
+
+    if "rollout" in kinds:
+        pages = range(0, len(paths), ROWS_PER_PAGE)
+        for page, start in enumerate(pages, 1):
+            end = start + ROWS_PER_PAGE
+            file = out_dir / ("rollout.png" if len(pages) == 1 else f"rollout-{page}.png")
+            title = f"{name}: attention rollout to the {readout}, layers 1-{stop}"
+            names = [p.name for p in paths[start:end]]
+            written.append(plot_rollout(pixels[start:end], heat[start:end], file, names, title=title, dpi=dpi))
+
+    if "heads" in kinds:
+        layers = list(range(cfg.depth)) if index is None else [index]
+        tag = "all" if index is None else f"layer{index + 1}"
+        where = "every layer" if index is None else f"layer {index + 1}"
+        for i, path in enumerate(paths):
+            file = out_dir / f"heads-{i + 1}-{path.stem}-{tag}.png"
+            title = f"{name}: attention of the {readout} per head, {where} ({path.name})"
+            labels = [li + 1 for li in layers]
+            written.append(plot_head_attention(pixels[i], heads[layers, i], file, labels, title=title, dpi=dpi))
+
+    if "distance" in kinds:
+        dist = model_attention_distance(model, inputs, batch_size)  # (L, heads)
+        title = f"{name}: mean attention distance, {len(paths)} images of {size[0]}x{size[1]} px"
+        written.append(plot_attention_distance(dist, out_dir / "distance.png", title=title, dpi=dpi))
+
+    if "posembed" in kinds:
+        sim = position_similarity(model)
+        title = f"{name}: position embedding similarity ({cfg.pos_embed})"
+        written.append(plot_position_similarity(sim, out_dir / "posembed.png", title=title, dpi=dpi))
+
+    if "filters" in kinds:
+        comps, ratio = filter_components(model)
+        title = f"{name}: RGB embedding filters (first {len(comps)} principal components)"
+        written.append(plot_filters(comps, out_dir / "filters.png", ratio, title=title, dpi=dpi))
+    return written
