@@ -270,3 +270,13 @@ def test_bf16_autocast_forward():
     assert low.dtype == torch.bfloat16
     torch.testing.assert_close(low.float(), model(x), rtol=0.05, atol=0.05)
     assert F.cosine_similarity(low.float().flatten(), model(x).flatten(), dim=0) > 0.99
+
+
+def test_conv_stem_keeps_the_patch_grid():
+    model = VisionTransformer(tiny_config(stem_channels=(8, 16), stem_strides=(2, 2))).eval()
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+    assert model.forward_features(torch.randn(1, 3, 16, 16)).shape == (1, 17, 32)
+    with pytest.raises(ValueError, match="multiply to 2"):
+        tiny_config(stem_channels=(8,), stem_strides=(2,))
+    with pytest.raises(ValueError, match="go together"):
+        tiny_config(stem_channels=(8,))

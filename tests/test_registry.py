@@ -33,7 +33,14 @@ def _hf_count(cfg: vitkit.ViTConfig) -> int:
 def _expected_count(name: str, cfg: vitkit.ViTConfig) -> int:
     if cfg.backbone_layers is not None:
         pytest.skip("hybrid counts are checked with the ResNet stem's own tests")
-    base = _hf_count(cfg.replace(distilled=False))
+    base = _hf_count(cfg.replace(distilled=False, stem_channels=None, stem_strides=None))
+    if cfg.stem_channels is not None:  # swap the PxP patch projection for 3x3 convs + BN and a 1x1 projection
+        D, P, c_in = cfg.embed_dim, cfg.patch_size[0], cfg.in_chans
+        base -= D * c_in * P * P + D
+        for c_out in cfg.stem_channels:
+            base += c_in * c_out * 9 + 2 * c_out
+            c_in = c_out
+        base += c_in * D + D
     if cfg.distilled:  # DeiT: a [dist] token, its position entry, and a second head
         base += 2 * cfg.embed_dim + cfg.embed_dim * cfg.num_classes + cfg.num_classes
     return base

@@ -7,6 +7,7 @@ Sizes come from the variant table of the paper (Table 1) and its follow-ups, dec
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +71,10 @@ class ViTConfig:
     # Hybrid (paper Sec. 3.1): block counts of a BiT ResNetV2 stem whose feature map is cut into 1x1 patches.
     backbone_layers: tuple[int, ...] | None = None
     backbone_width: int = 64
+    # Convolutional stem: 3x3 conv + BN + ReLU per entry, then a 1x1 projection; the strides multiply to the
+    # patch size, so each token still covers PxP pixels.
+    stem_channels: tuple[int, ...] | None = None
+    stem_strides: tuple[int, ...] | None = None
     # Preprocessing that travels with the weights: inputs are (x / 255 - mean) / std.
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -79,8 +84,9 @@ class ViTConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size))
         object.__setattr__(self, "patch_size", _pair(self.patch_size))
-        if self.backbone_layers is not None:
-            object.__setattr__(self, "backbone_layers", tuple(int(n) for n in self.backbone_layers))
+        for name in ("backbone_layers", "stem_channels", "stem_strides"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(int(n) for n in getattr(self, name)))
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if self.global_pool not in GLOBAL_POOLS:
@@ -100,6 +106,16 @@ class ViTConfig:
             raise ValueError("distilled=True (DeiT) needs class_token=True")
         if self.pos_embed in ("learned2d", "sincos2d") and self.embed_dim % 4:
             raise ValueError(f"pos_embed={self.pos_embed!r} splits the width over two axes; embed_dim must be a multiple of 4")
+        if (self.stem_channels is None) != (self.stem_strides is None):
+            raise ValueError("stem_channels and stem_strides go together: give both or neither")
+        if self.stem_channels is not None:
+            if len(self.stem_channels) != len(self.stem_strides):
+                raise ValueError(f"stem_channels {self.stem_channels} and stem_strides {self.stem_strides} differ in length")
+            if self.patch_size[0] != self.patch_size[1] or math.prod(self.stem_strides) != self.patch_size[0]:
+                raise ValueError(
+                    f"the conv stem's strides {self.stem_strides} multiply to {math.prod(self.stem_strides)}, "
+                    f"but the patch size is {self.patch_size}; make their product equal the (square) patch size"
+                )
         if self.fc_norm and self.global_pool != "avg":
             raise ValueError("fc_norm=True applies only to global_pool='avg'")
         for name in ("drop_rate", "pos_drop_rate", "attn_drop_rate", "proj_drop_rate", "drop_path_rate"):

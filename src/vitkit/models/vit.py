@@ -19,6 +19,7 @@ from torch import nn
 
 from vitkit.config import ViTConfig
 from vitkit.layers.block import Block
+from vitkit.layers.conv_stem import ConvStem
 from vitkit.layers.patch_embed import PatchEmbed
 from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed, sincos_2d
 
@@ -33,6 +34,8 @@ def _build_patch_embed(cfg: ViTConfig) -> nn.Module:
         from vitkit.models.resnet_stem import HybridEmbed  # the hybrid's BiT stem (paper Sec. 3.1)
 
         return HybridEmbed(cfg)
+    if cfg.stem_channels is not None:
+        return ConvStem(cfg.stem_channels, cfg.stem_strides, cfg.in_chans, cfg.embed_dim)
     return PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.embed_dim)
 
 
@@ -118,7 +121,7 @@ class VisionTransformer(nn.Module):
                 trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        if isinstance(self.patch_embed, PatchEmbed):
+        if isinstance(self.patch_embed, (PatchEmbed, ConvStem)):
             proj = self.patch_embed.proj
             fan_in = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
             trunc_normal_(proj.weight, std=math.sqrt(1.0 / fan_in) / 0.87962566)  # LeCun normal (JAX)
