@@ -38,9 +38,14 @@ def hf_model(cfg: vitkit.ViTConfig):
     import transformers
 
     hf_cfg = transformers.ViTConfig(
-        hidden_size=cfg.embed_dim, num_hidden_layers=cfg.depth, num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.mlp_dim, image_size=cfg.img_size[0], patch_size=cfg.patch_size[0],
-        num_labels=cfg.num_classes, layer_norm_eps=cfg.norm_eps,
+        hidden_size=cfg.embed_dim,
+        num_hidden_layers=cfg.depth,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.mlp_dim,
+        image_size=cfg.img_size[0],
+        patch_size=cfg.patch_size[0],
+        num_labels=cfg.num_classes,
+        layer_norm_eps=cfg.norm_eps,
     )
     return transformers.ViTForImageClassification(hf_cfg)
 
@@ -73,17 +78,21 @@ def main() -> None:
                 peers = {k: torch.compile(m) for k, m in peers.items()}
             x = torch.randn(args.batch, 3, *cfg.img_size, device=device)
             autocast = (
-                torch.autocast(device.split(":")[0], dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+                torch.autocast(device.split(":")[0], dtype=dtype)
+                if dtype != torch.float32
+                else contextlib.nullcontext()
             )
 
-            calls = {k: (lambda m=m, k=k: _forward(m, x, autocast, k)) for k, m in peers.items()}
+            calls = {k: (lambda m=m, k=k, x=x, ac=autocast: _forward(m, x, ac, k)) for k, m in peers.items()}
             secs = interleaved_medians(calls, args.repeats, device)
             flops = vit_flops(cfg, args.batch)
             ips = {k: args.batch / s for k, s in secs.items()}
             rows.append((name, dtype_name, ips["vitkit"], ips.get("transformers"), flops / secs["vitkit"] / peak))
             hf = ips.get("transformers")
-            print(f"  {name} {dtype_name}: vitkit {ips['vitkit']:.1f} img/s" + (f", transformers {hf:.1f}" if hf else ""),
-                  flush=True)
+            print(
+                f"  {name} {dtype_name}: vitkit {ips['vitkit']:.1f} img/s" + (f", transformers {hf:.1f}" if hf else ""),
+                flush=True,
+            )
     print()
     print("| model | dtype | vitkit img/s | transformers img/s | vitkit / transformers | vitkit FLOP/s / matmul rate |")
     print("|---|---|---:|---:|---:|---:|")

@@ -28,8 +28,10 @@ def main() -> None:
     top = probs.topk(5)
     print("top-5 classes (random weights):", [(int(i), round(float(p), 5)) for p, i in zip(top.values, top.indices)])
     cls_attn = attn[:, 0, 1:].mean(0).reshape(cfg.grid_size)
-    print(f"last-layer class-token attention over the {cfg.grid_size[0]}x{cfg.grid_size[1]} grid sums to "
-          f"{float(cls_attn.sum()):.4f}")
+    print(
+        f"last-layer class-token attention over the {cfg.grid_size[0]}x{cfg.grid_size[1]} grid sums to "
+        f"{float(cls_attn.sum()):.4f}"
+    )
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_config
 from torch import nn
 
+from helpers import tiny_config
 from vitkit import VisionTransformer, resample_pos_embed
 from vitkit.layers.pos_embed import sincos_2d
 
@@ -80,16 +80,27 @@ def test_block_matches_torch_transformer_encoder_layer(pre_norm):
     cfg = tiny_config(pre_norm=pre_norm)
     block = VisionTransformer(cfg).blocks[0].double().eval()
     ref = nn.TransformerEncoderLayer(
-        32, 4, dim_feedforward=128, dropout=0.0, activation="gelu", layer_norm_eps=cfg.norm_eps,
-        batch_first=True, norm_first=pre_norm, dtype=torch.float64,
+        32,
+        4,
+        dim_feedforward=128,
+        dropout=0.0,
+        activation="gelu",
+        layer_norm_eps=cfg.norm_eps,
+        batch_first=True,
+        norm_first=pre_norm,
+        dtype=torch.float64,
     ).eval()
     with torch.no_grad():
         ref.self_attn.in_proj_weight.copy_(block.attn.qkv.weight)
         ref.self_attn.in_proj_bias.copy_(block.attn.qkv.bias)
         ref.self_attn.out_proj.weight.copy_(block.attn.proj.weight)
         ref.self_attn.out_proj.bias.copy_(block.attn.proj.bias)
-        for mine, theirs in [(block.mlp.fc1, ref.linear1), (block.mlp.fc2, ref.linear2),
-                             (block.norm1, ref.norm1), (block.norm2, ref.norm2)]:
+        for mine, theirs in [
+            (block.mlp.fc1, ref.linear1),
+            (block.mlp.fc2, ref.linear2),
+            (block.norm1, ref.norm1),
+            (block.norm2, ref.norm2),
+        ]:
             theirs.weight.copy_(mine.weight)
             theirs.bias.copy_(mine.bias)
             if isinstance(mine, nn.LayerNorm):  # LayerNorm starts at (1, 0): perturb so the check can fail
@@ -108,8 +119,14 @@ def test_gelu_variants():
 
 
 def test_every_parameter_receives_a_gradient():
-    for changes in [{}, {"global_pool": "avg", "class_token": False}, {"representation_size": 16},
-                    {"pos_embed": "learned2d"}, {"distilled": True}, {"fc_norm": True, "global_pool": "avg"}]:
+    for changes in [
+        {},
+        {"global_pool": "avg", "class_token": False},
+        {"representation_size": 16},
+        {"pos_embed": "learned2d"},
+        {"distilled": True},
+        {"fc_norm": True, "global_pool": "avg"},
+    ]:
         model = VisionTransformer(tiny_config(**changes))
         out = model(torch.randn(2, 3, 16, 16))
         out.square().sum().backward()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vitkit import ViTConfig, VisionTransformer
+from vitkit import VisionTransformer, ViTConfig
 
 transformers = pytest.importorskip("transformers")
 
@@ -41,16 +41,24 @@ def _hf_to_vitkit(hf_state: dict[str, torch.Tensor], depth: int) -> dict[str, to
 )
 def test_logits_match_transformers(width, depth, heads, mlp, img, patch):
     hf_cfg = transformers.ViTConfig(
-        hidden_size=width, num_hidden_layers=depth, num_attention_heads=heads, intermediate_size=mlp,
-        image_size=img, patch_size=patch, num_labels=10, layer_norm_eps=1e-6, hidden_act="gelu",
+        hidden_size=width,
+        num_hidden_layers=depth,
+        num_attention_heads=heads,
+        intermediate_size=mlp,
+        image_size=img,
+        patch_size=patch,
+        num_labels=10,
+        layer_norm_eps=1e-6,
+        hidden_act="gelu",
     )
     hf = transformers.ViTForImageClassification(hf_cfg).eval()
     with torch.no_grad():  # HF zero-inits biases and the class token; randomise them so the check can fail.
         for name, p in hf.named_parameters():
             if name.endswith("bias") or "cls_token" in name:
                 p.normal_(0, 0.02)
-    cfg = ViTConfig(img_size=img, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads, mlp_dim=mlp,
-                    num_classes=10)
+    cfg = ViTConfig(
+        img_size=img, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads, mlp_dim=mlp, num_classes=10
+    )
     model = VisionTransformer(cfg).eval()
     missing = model.load_state_dict(_hf_to_vitkit(hf.state_dict(), depth), strict=True)
     assert not missing.missing_keys and not missing.unexpected_keys

@@ -21,9 +21,15 @@ PUBLISHED = {
 def _hf_count(cfg: vitkit.ViTConfig) -> int:
     """Parameter count of transformers' ViTForImageClassification with the same architecture (meta device)."""
     hf_cfg = transformers.ViTConfig(
-        hidden_size=cfg.embed_dim, num_hidden_layers=cfg.depth, num_attention_heads=cfg.num_heads,
-        intermediate_size=cfg.mlp_dim, image_size=list(cfg.img_size), patch_size=cfg.patch_size[0],
-        num_channels=cfg.in_chans, num_labels=cfg.num_classes, qkv_bias=cfg.qkv_bias,
+        hidden_size=cfg.embed_dim,
+        num_hidden_layers=cfg.depth,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.mlp_dim,
+        image_size=list(cfg.img_size),
+        patch_size=cfg.patch_size[0],
+        num_channels=cfg.in_chans,
+        num_labels=cfg.num_classes,
+        qkv_bias=cfg.qkv_bias,
     )
     with torch.device("meta"):
         model = transformers.ViTForImageClassification(hf_cfg)
@@ -60,8 +66,10 @@ def test_every_registered_model_matches_the_reference_count(name):
 def test_list_and_create():
     assert "vit_base_patch16_224" in vitkit.list_models()
     assert vitkit.list_models("deit_*distilled*") == [
-        "deit_base_distilled_patch16_224", "deit_base_distilled_patch16_384",
-        "deit_small_distilled_patch16_224", "deit_tiny_distilled_patch16_224",
+        "deit_base_distilled_patch16_224",
+        "deit_base_distilled_patch16_384",
+        "deit_small_distilled_patch16_224",
+        "deit_tiny_distilled_patch16_224",
     ]
     model = vitkit.create_model("vit_tiny_patch4_32", num_classes=3, depth=2)
     assert model.cfg.num_classes == 3 and len(model.blocks) == 2

@@ -105,12 +105,16 @@ class ViTConfig:
         if self.distilled and not self.class_token:
             raise ValueError("distilled=True (DeiT) needs class_token=True")
         if self.pos_embed in ("learned2d", "sincos2d") and self.embed_dim % 4:
-            raise ValueError(f"pos_embed={self.pos_embed!r} splits the width over two axes; embed_dim must be a multiple of 4")
+            raise ValueError(
+                f"pos_embed={self.pos_embed!r} splits the width over two axes; embed_dim must be a multiple of 4"
+            )
         if (self.stem_channels is None) != (self.stem_strides is None):
             raise ValueError("stem_channels and stem_strides go together: give both or neither")
         if self.stem_channels is not None:
             if len(self.stem_channels) != len(self.stem_strides):
-                raise ValueError(f"stem_channels {self.stem_channels} and stem_strides {self.stem_strides} differ in length")
+                raise ValueError(
+                    f"stem_channels {self.stem_channels} and stem_strides {self.stem_strides} differ in length"
+                )
             if self.patch_size[0] != self.patch_size[1] or math.prod(self.stem_strides) != self.patch_size[0]:
                 raise ValueError(
                     f"the conv stem's strides {self.stem_strides} multiply to {math.prod(self.stem_strides)}, "
@@ -141,7 +145,7 @@ class ViTConfig:
         """Pixels per token along each axis: the patch size, times the stem's reduction for hybrids."""
         if self.backbone_layers is None:
             return self.patch_size
-        reduction = 4 * 2 ** (len(self.backbone_layers) - 1)  # stem /4, then /2 per stage after the first
+        reduction = 4 * 2 ** max(len(self.backbone_layers) - 1, 0)  # stem /4, then /2 per stage after the first
         return (reduction * self.patch_size[0], reduction * self.patch_size[1])
 
     @property

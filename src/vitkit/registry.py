@@ -52,8 +52,16 @@ def _build_table() -> dict[str, ViTConfig]:
         table[f"vit_{_SIZE_NAMES[size]}_patch4_32"] = _vit(f"{size}/4", 32, num_classes=10, crop_pct=1.0)
     # The CIFAR-10 recipe's model: width 128, depth 6, a conv stem (48, 96, 128 channels) to an 8x8 grid.
     table["vit_cifar_convstem_32"] = _vit(
-        "Ti/4", 32, embed_dim=128, num_heads=4, depth=6, mlp_dim=512, num_classes=10, crop_pct=1.0,
-        stem_channels=(48, 96, 128), stem_strides=(1, 2, 2),
+        "Ti/4",
+        32,
+        embed_dim=128,
+        num_heads=4,
+        depth=6,
+        mlp_dim=512,
+        num_classes=10,
+        crop_pct=1.0,
+        stem_channels=(48, 96, 128),
+        stem_strides=(1, 2, 2),
     )
     # DeiT (Touvron et al. 2021): ImageNet normalisation; the distilled variants add a [dist] token and head.
     for size in ("Ti", "S", "B"):
@@ -61,6 +69,7 @@ def _build_table() -> dict[str, ViTConfig]:
         table[f"deit_{_SIZE_NAMES[size]}_distilled_patch16_224"] = _deit(f"{size}/16", 224, distilled=True)
     table["deit_base_patch16_384"] = _deit("B/16", 384)
     table["deit_base_distilled_patch16_384"] = _deit("B/16", 384, distilled=True)
+    table["vit_base_r50_s16_384"] = _vit("B/1", 384, backbone_layers=(3, 4, 9))  # hybrid (Sec. 3.1), 1x1 patches
     return table
 
 

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = get_config(name)
         size = f"{cfg.img_size[0]}x{cfg.img_size[1]}"
         print(
-            f"{name:<{width}}  {count_parameters(cfg):>13,}  {size:>9}  {cfg.patch_size[0]:>5}  "
+            f"{name:<{width}}  {count_parameters(cfg):>13,}  {size:>9}  {cfg.patch_stride[0]:>5}  "
             f"{cfg.embed_dim:>5}  {cfg.depth:>5}  {cfg.num_heads:>5}"
         )
     return 0

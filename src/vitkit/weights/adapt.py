@@ -1,0 +1,96 @@
+"""The only place where checkpoint tensors change shape: position tables and classifier heads.
+
+- Position embeddings are resampled in 2D to a new patch grid (paper Sec. 3.2, fine-tuning at a higher
+  resolution), prefix entries ([class], [dist]) kept as they are.
+- Formats that add position embeddings to the patches only (big_vision, timm's ``no_embed_class``) get zero
+  entries for the prefix tokens, which is exactly equivalent.
+- A new number of classes drops the old head for a zero-initialised one (paper Sec. 3.2), with a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from vitkit.config import ViTConfig
+from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed
+from vitkit.weights.errors import CheckpointError
+
+log = logging.getLogger("vitkit.weights")
+
+HEAD_PREFIXES = ("head.", "head_dist.")
+PRE_LOGITS_PREFIX = "pre_logits."
+
+
+def position_grid(
+    num_tokens: int, num_prefix: int, source: str, hint: tuple[int, int] | None = None
+) -> tuple[tuple[int, int], bool]:
+    """((rows, cols), whether the table includes prefix entries) for a table of ``num_tokens`` entries.
+
+    ``hint`` (a grid from a named model) is used when it fits; otherwise the grid must be square.
+    """
+    for with_prefix in (True, False):
+        n = num_tokens - num_prefix if with_prefix else num_tokens
+        if hint is not None and hint[0] * hint[1] == n:
+            return hint, with_prefix
+    for with_prefix in (True, False):
+        n = num_tokens - num_prefix if with_prefix else num_tokens
+        side = math.isqrt(max(n, 0))
+        if n > 0 and side * side == n:
+            return (side, side), with_prefix
+    raise CheckpointError(
+        f"{source}: {num_tokens} position embeddings do not form a square patch grid (with or without "
+        f"{num_prefix} prefix token(s)); name the model (model='vit_...') so its image size fixes the grid"
+    )
+
+
+def add_prefix_positions(pos_embed: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """(1, N, D) patch-only table -> (1, prefix + N, D) with zero rows for the prefix tokens."""
+    if num_prefix == 0:
+        return pos_embed
+    return torch.cat([pos_embed.new_zeros(1, num_prefix, pos_embed.shape[-1]), pos_embed], dim=1)
+
+
+def head_changed(src: ViTConfig, dst: ViTConfig) -> bool:
+    return src.num_classes != dst.num_classes or src.representation_size != dst.representation_size
+
+
+def adapt_state_dict(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTConfig) -> dict[str, torch.Tensor]:
+    """Reshape ``state`` (written for ``src``) for a model built from ``dst``: grid and head; nothing else."""
+    state = dict(state)
+    if src.grid_size != dst.grid_size:
+        _resample_positions(state, src, dst)
+    if src.representation_size != dst.representation_size:
+        dropped = [k for k in state if k.startswith(PRE_LOGITS_PREFIX)]
+        for key in dropped:
+            del state[key]
+        if dropped:
+            log.info("dropped the checkpoint's pre-logits layer (representation_size %s)", src.representation_size)
+    if head_changed(src, dst):
+        dropped = [k for k in state if k.startswith(HEAD_PREFIXES)]
+        for key in dropped:
+            del state[key]
+        if dropped and dst.num_classes > 0:
+            log.info(
+                "dropped the checkpoint's %d-class head for a new %d-class one (zero-initialised when built here)",
+                src.num_classes,
+                dst.num_classes,
+            )
+        elif dropped:
+            log.info("dropped the checkpoint's %d-class head; the model returns features", src.num_classes)
+    return state
+
+
+def _resample_positions(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTConfig) -> None:
+    if src.pos_embed == "learned" and "pos_embed" in state:
+        state["pos_embed"] = resample_pos_embed(
+            state["pos_embed"], dst.grid_size, src.grid_size, num_prefix_tokens=src.num_prefix_tokens
+        )
+    elif src.pos_embed == "learned2d" and "pos_embed_row" in state:
+        state["pos_embed_row"] = resample_axis_embed(state["pos_embed_row"], dst.grid_size[0])
+        state["pos_embed_col"] = resample_axis_embed(state["pos_embed_col"], dst.grid_size[1])
+    else:
+        return
+    log.info("resampled position embeddings from a %dx%d to a %dx%d patch grid", *src.grid_size, *dst.grid_size)
