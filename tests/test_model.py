@@ -173,7 +173,7 @@ def test_distilled_token_and_heads():
 
 def test_learned2d_concatenates_row_and_column_embeddings():
     model = VisionTransformer(tiny_config(pos_embed="learned2d"))
-    table = model._position_table((4, 4))[0, 1:].reshape(4, 4, 32)
+    table = model.position_table((4, 4))[0, 1:].reshape(4, 4, 32)
     torch.testing.assert_close(table[2, 3, :16], model.pos_embed_row[0, 2])
     torch.testing.assert_close(table[2, 3, 16:], model.pos_embed_col[0, 3])
 

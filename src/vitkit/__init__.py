@@ -20,6 +20,20 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_pretrained": "vitkit.weights",
     "save_pretrained": "vitkit.weights",
+    "visualize": "vitkit.viz",
+    "Recipe": "vitkit.train",
+    "load_recipe": "vitkit.train",
+    "train_model": "vitkit.train",
+    "finetune": "vitkit.train",
+    "Trainer": "vitkit.train",
+    "evaluate": "vitkit.eval",
+    "predict": "vitkit.eval",
+    "fewshot_evaluate": "vitkit.eval",
+    "DataConfig": "vitkit.data",
+    "build_dataset": "vitkit.data",
+    "create_loader": "vitkit.data",
+    "BatchAugment": "vitkit.data",
+    "preprocess": "vitkit.data",
 }
 
 __all__ = [

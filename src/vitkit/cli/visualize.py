@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="what to draw; repeat for several, 'all' for every kind (default: rollout)",
     )
     p.add_argument("--layer", type=int, help="1-based layer (-1 = last): heads of this layer, rollout up to it")
-    p.add_argument("--img-size", type=int, nargs="+", metavar="PX", help="input size H [W] (default: the model's)")
+    p.add_argument(
+        "--img-size", type=_size, metavar="PX|HxW", help="input size, any multiple of the patch (default: the model's)"
+    )
     p.add_argument("--head-fusion", choices=("mean", "max", "min"), default="mean", help="rollout head fusion")
     p.add_argument("--max-images", type=int, default=128, help="at most this many images (default 128)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -30,6 +32,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dpi", type=int, default=100)
     p.add_argument("--out", default="viz", help="output folder (default: ./viz)")
     p.set_defaults(func=run)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size like 224 or 224x320, got {text!r}")
+    return (parts[0], parts[-1])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -177,7 +177,7 @@ class VisionTransformer(nn.Module):
                 "dynamic_img_size=True"
             )
 
-    def _position_table(self, grid: tuple[int, int]) -> torch.Tensor | None:
+    def position_table(self, grid: tuple[int, int]) -> torch.Tensor | None:
         """(1, prefix + gh*gw, D) position embeddings for ``grid``, resampled in 2D when it differs."""
         kind = self.cfg.pos_embed
         if kind == "none":
@@ -205,7 +205,7 @@ class VisionTransformer(nn.Module):
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.dist_token) if t is not None]
         if prefix:
             x = torch.cat([*prefix, x], dim=1)
-        table = self._position_table(grid)
+        table = self.position_table(grid)
         if table is not None:
             x = x + table
         return self.pos_drop(x)

@@ -4,13 +4,13 @@ similarity and patch-embedding filters (Dosovitskiy et al. 2020, Sec. 4.5 and Ap
 The maths (capture, rollout, distance, embeddings) needs only torch; plotting needs matplotlib (``vitkit[viz]``).
 """
 
-# What `visualize` / `vitkit visualize --kind` draw; the first three need images.
-KINDS = ("rollout", "heads", "distance", "posembed", "filters")
-
 from vitkit.viz.capture import attention_maps, iter_attention_maps, prepare_model
 from vitkit.viz.distance import mean_attention_distance, model_attention_distance, patch_distances
 from vitkit.viz.embeddings import filter_components, patch_position_embeddings, position_similarity
 from vitkit.viz.rollout import attention_rollout, query_attention, rollout_map
+
+# What `visualize` / `vitkit visualize --kind` draw; the first three need images.
+KINDS = ("rollout", "heads", "distance", "posembed", "filters")
 
 __all__ = [
     "KINDS",

@@ -6,11 +6,12 @@ with the same weights; here we only batch, stack and move them off the device.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+from vitkit.data.progress import Progress
 
 
 def image_size_pair(size: int | tuple[int, int] | list[int] | None, default: tuple[int, int]) -> tuple[int, int]:
@@ -43,17 +44,16 @@ def iter_attention_maps(model: nn.Module, images: torch.Tensor, batch_size: int 
     """Yield (L, b, heads, T, T) float32 CPU attention for ``batch_size`` images at a time.
 
     Reductions over many images (mean attention distance) consume the batches one by one, so memory stays at
-    one batch's maps; a progress line is shown when there is more than one batch.
+    one batch's maps; a progress line appears when the work takes more than a second.
     """
     model.eval()
     device = next(model.parameters()).device
-    steps = (len(images) + batch_size - 1) // batch_size
-    for step, start in enumerate(range(0, len(images), batch_size), 1):
-        with torch.no_grad():
-            maps = model.get_attention_maps(images[start : start + batch_size].to(device))
-        yield torch.stack([a.float().cpu() for a in maps])
-        if steps > 1:
-            print(f"\rattention: batch {step}/{steps}", end="" if step < steps else "\n", file=sys.stderr, flush=True)
+    with Progress(len(images), "attention", unit="img") as bar:
+        for start in range(0, len(images), batch_size):
+            with torch.no_grad():
+                maps = model.get_attention_maps(images[start : start + batch_size].to(device))
+            yield torch.stack([a.float().cpu() for a in maps])
+            bar.update(len(maps[0]))
 
 
 def attention_maps(model: nn.Module, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:

@@ -10,9 +10,9 @@ from torch import nn
 
 from vitkit.viz import KINDS
 from vitkit.viz.capture import image_size_pair, iter_attention_maps, prepare_model, token_grid
-from vitkit.viz.distance import model_attention_distance
+from vitkit.viz.distance import model_attention_distance, patch_distances
 from vitkit.viz.embeddings import filter_components, position_similarity
-from vitkit.viz.images import find_images, load_images, to_input
+from vitkit.viz.images import find_images, load_images, to_display, to_input
 from vitkit.viz.plot import (
     plot_attention_distance,
     plot_filters,
@@ -35,7 +35,8 @@ def load_model(checkpoint: str | Path | nn.Module) -> tuple[nn.Module, str]:
     if path.exists():
         from vitkit import load_pretrained
 
-        return load_pretrained(path), path.name or str(path)
+        shown = path.resolve()
+        return load_pretrained(path), f"{shown.parent.name}/{shown.name}" if path.is_file() else shown.name
     from vitkit.registry import create_model, list_models
 
     if str(checkpoint) in list_models():
@@ -60,6 +61,42 @@ def readout_maps(
         heat.append(rollout_map(attention_rollout(maps[:stop], head_fusion), grid, prefix, pool))
         heads.append(torch.stack([query_attention(layer, grid, prefix, pool) for layer in maps]))
     return torch.cat(heat), torch.cat(heads, dim=1)
+
+
+def image_labels(paths: list[Path]) -> list[str]:
+    """File names, with their folder when names repeat or are bare numbers (``bird/0003.jpg``, as in
+    class-per-folder data sets, where the folder is what says something)."""
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names) and not any(p.stem.isdigit() for p in paths):
+        return names
+    return [f"{p.parent.name}/{p.name}" for p in paths]
+
+
+def _rollout_pages(pixels, heat, paths: list[Path], out_dir: Path, title: str, dpi: int) -> list[Path]:
+    """Rollout figures of ``ROWS_PER_PAGE`` images each: rollout.png, or rollout-1.png, rollout-2.png, ..."""
+    pages = range(0, len(paths), ROWS_PER_PAGE)
+    labels = image_labels(paths)
+    written = []
+    for page, start in enumerate(pages, 1):
+        rows = slice(start, start + ROWS_PER_PAGE)
+        file = out_dir / ("rollout.png" if len(pages) == 1 else f"rollout-{page}.png")
+        written.append(plot_rollout(pixels[rows], heat[rows], file, labels[rows], title=title, dpi=dpi))
+    return written
+
+
+def _head_figures(pixels, heads, layers: list[int], paths, out_dir: Path, title: str, dpi: int) -> list[Path]:
+    """One figure per image of its (layers, heads, gh, gw) readout attention: heads-<n>-<stem>-<layer|all>.png."""
+    tag = "all" if len(layers) > 1 else f"layer{layers[0] + 1}"
+    where = "every layer" if len(layers) > 1 else f"layer {layers[0] + 1}"
+    layer_numbers = [li + 1 for li in layers]
+    labels = image_labels(paths)
+    written = []
+    for i in range(len(paths)):
+        label = labels[i]
+        file = out_dir / f"heads-{i + 1}-{label.rsplit('.', 1)[0].replace('/', '-')}-{tag}.png"
+        text = f"{title}, {where} ({label})"
+        written.append(plot_head_attention(pixels[i], heads[:, i], file, layer_numbers, title=text, dpi=dpi))
+    return written
 
 
 def resolve_layer(layer: int | None, depth: int) -> int | None:
@@ -91,11 +128,15 @@ def visualize(
     which may be any multiple of the patch size. ``layer`` (1-based, -1 = last) picks the layer whose heads
     are drawn (default: all layers) and where rollout stops (default: the last layer). Returns the files written.
     """
-    kinds = list(KINDS) if kinds == "all" else [kinds] if isinstance(kinds, str) else list(kinds)
+    everything = kinds == "all"
+    kinds = list(KINDS) if everything else [kinds] if isinstance(kinds, str) else list(kinds)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown kind(s) {unknown}; choose from {list(KINDS)} or 'all'")
     model, name = load_model(checkpoint)
+    if everything:  # 'all' means all that apply: no table to compare, or no pixel filters on a hybrid's CNN stem
+        kinds = [k for k in kinds if not (k == "posembed" and model.cfg.pos_embed == "none")]
+        kinds = [k for k in kinds if not (k == "filters" and model.cfg.backbone_layers is not None)]
     paths = find_images(images, max_images)
     wanting = [k for k in kinds if k in NEEDS_IMAGES]
     if wanting and not paths:
@@ -107,36 +148,26 @@ def visualize(
     out_dir = Path(out_dir)
     written: list[Path] = []
 
-    pixels = load_images(paths, size) if wanting else None  # (B, H, W, 3) uint8
-    inputs = to_input(pixels, cfg) if wanting else None  # (B, 3, H, W)
+    raw = load_images(paths, cfg, size) if wanting else None  # (B, 3, H, W) uint8
+    inputs = to_input(raw, cfg) if wanting else None  # (B, 3, H, W) float
+    pixels = to_display(raw) if wanting else None  # (B, H, W, 3) uint8
     if "rollout" in kinds or "heads" in kinds:
         stop = cfg.depth if index is None else index + 1
         heat, heads = readout_maps(model, inputs, stop, head_fusion, batch_size)
         readout = "class token" if cfg.global_pool == "token" else "mean of patch tokens"
-
     if "rollout" in kinds:
-        pages = range(0, len(paths), ROWS_PER_PAGE)
-        for page, start in enumerate(pages, 1):
-            end = start + ROWS_PER_PAGE
-            file = out_dir / ("rollout.png" if len(pages) == 1 else f"rollout-{page}.png")
-            title = f"{name}: attention rollout to the {readout}, layers 1-{stop}"
-            names = [p.name for p in paths[start:end]]
-            written.append(plot_rollout(pixels[start:end], heat[start:end], file, names, title=title, dpi=dpi))
-
+        title = f"{name}: attention rollout to the {readout}, layers 1-{stop}"
+        written += _rollout_pages(pixels, heat, paths, out_dir, title, dpi)
     if "heads" in kinds:
         layers = list(range(cfg.depth)) if index is None else [index]
-        tag = "all" if index is None else f"layer{index + 1}"
-        where = "every layer" if index is None else f"layer {index + 1}"
-        for i, path in enumerate(paths):
-            file = out_dir / f"heads-{i + 1}-{path.stem}-{tag}.png"
-            title = f"{name}: attention of the {readout} per head, {where} ({path.name})"
-            labels = [li + 1 for li in layers]
-            written.append(plot_head_attention(pixels[i], heads[layers, i], file, labels, title=title, dpi=dpi))
-
+        title = f"{name}: attention of the {readout} per head"
+        written += _head_figures(pixels, heads[layers], layers, paths, out_dir, title, dpi)
     if "distance" in kinds:
         dist = model_attention_distance(model, inputs, batch_size)  # (L, heads)
         title = f"{name}: mean attention distance, {len(paths)} images of {size[0]}x{size[1]} px"
-        written.append(plot_attention_distance(dist, out_dir / "distance.png", title=title, dpi=dpi))
+        uniform = patch_distances(token_grid(model, inputs), cfg.patch_stride).mean().item()
+        file = out_dir / "distance.png"
+        written.append(plot_attention_distance(dist, file, title=title, uniform=uniform, dpi=dpi))
 
     if "posembed" in kinds:
         sim = position_similarity(model)

@@ -24,7 +24,7 @@ def patch_position_embeddings(model: nn.Module) -> torch.Tensor:
     if cfg.pos_embed == "none":
         raise ValueError("this model has no position embeddings (pos_embed='none'); choose another kind")
     grid = cfg.grid_size
-    table = model._position_table(grid)  # (1, prefix + gh*gw, D): the table forward() adds, whatever its kind
+    table = model.position_table(grid)  # (1, prefix + gh*gw, D): the table forward() adds, whatever its kind
     return table[0, model.num_prefix_tokens :].detach().float().cpu().reshape(*grid, -1)
 
 

@@ -1,14 +1,14 @@
 """Figures in the style of the ViT paper, drawn with matplotlib's Agg canvas (no pyplot, no global backend).
 
-Grid figures are ``cols * panel + 0.8`` inches wide (the colour bar) and ``rows * panel + 0.6`` inches high
-(the title), so the PNG size is known from the content; files are written atomically.
+Grid figures are ``cols * panel + 1.3`` inches wide (colour bar and labels; + 0.2 for the filters, which have no
+colour bar) and ``rows * panel + 0.6`` inches high (the title), so the PNG size is known from the content.
+Files are written atomically.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,26 +19,25 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 HEAT_CMAP = "jet"
-CBAR_INCHES = 0.8
+CBAR_INCHES = 1.3
 TITLE_INCHES = 0.6
 
 
-def grid_figsize(rows: int, cols: int, panel: float) -> tuple[float, float]:
-    """Figure size in inches for a ``rows`` x ``cols`` grid of square panels with a colour bar and a title."""
-    return (cols * panel + CBAR_INCHES, rows * panel + TITLE_INCHES)
+def grid_figsize(rows: int, cols: int, panel: float, colorbar: bool = True) -> tuple[float, float]:
+    """Figure size in inches for a ``rows`` x ``cols`` grid of square panels with a title and a colour bar."""
+    return (cols * panel + (CBAR_INCHES if colorbar else 0.2), rows * panel + TITLE_INCHES)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG through a temporary file and ``os.replace``, so a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder, so os.replace is atomic
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi)
+        fig.savefig(tmp, format="png", dpi=dpi)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -153,32 +152,35 @@ def plot_attention_distance(
     path: str | Path,
     *,
     title: str = "Mean attention distance",
+    uniform: float | None = None,
     dpi: int = 100,
     size: tuple[float, float] = (6.0, 4.5),
 ) -> Path:
-    """(layers, heads) mean attention distance against depth, one dot per head (paper Fig. 7 right)."""
+    """(layers, heads) mean attention distance against depth, one dot per head (paper Fig. 7 right).
+
+    ``uniform`` draws the distance of a head that attends to all patches equally: heads below it look locally.
+    """
     dist = torch.as_tensor(distances).double().numpy()
     layers, heads = dist.shape
     fig = Figure(figsize=size, layout="constrained")
     ax = fig.subplots()
     depth = np.arange(1, layers + 1)
     legend = heads <= 16  # the largest paper model (ViT-H) has 16 heads; more get a colour bar instead
-    cmap = "tab20" if legend else "viridis"
+    cmap = ("tab10" if heads <= 10 else "tab20") if legend else "viridis"
     for h in range(heads):
         ax.scatter(depth, dist[:, h], s=18, color=_colour(cmap, h, heads), label=f"Head {h + 1}", edgecolors="none")
     ax.plot(depth, dist.mean(axis=1), color="0.3", lw=1, ls="--", label="mean of heads")
+    if uniform is not None:
+        ax.axhline(uniform, color="0.5", lw=1, ls=":", label="uniform attention")
     ax.set_xlabel("Network depth (layer)")
     ax.set_ylabel("Mean attention distance (pixels)")
     ax.set_xticks(depth if layers <= 16 else np.linspace(1, layers, 9).round().astype(int))
-    ax.set_ylim(0, 1.08 * float(dist.max()) + 1e-9)
+    ax.set_ylim(0, 1.08 * max(float(dist.max()), uniform or 0.0) + 1e-9)
     ax.grid(alpha=0.3)
     if legend:
         ax.legend(fontsize=7, ncol=2 if heads > 8 else 1, loc="lower right", frameon=True)
     else:
-        import matplotlib as mpl
-
-        scalar = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(1, heads), cmap=cmap)
-        fig.colorbar(scalar, ax=ax, label="head")
+        _colorbar(fig, ax, "head", cmap, 1, heads)
     _title(fig, title)
     return save_figure(fig, path, dpi)
 
@@ -187,7 +189,7 @@ def _colour(cmap: str, index: int, count: int):
     import matplotlib as mpl
 
     colormap = mpl.colormaps[cmap]
-    return colormap(index % 20) if cmap == "tab20" else colormap(index / max(count - 1, 1))
+    return colormap(index) if cmap.startswith("tab") else colormap(index / max(count - 1, 1))
 
 
 def similarity_mosaic(similarity: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -248,7 +250,7 @@ def plot_filters(
     k = len(comps)
     cols = min(cols, k)
     rows = math.ceil(k / cols)
-    fig = Figure(figsize=grid_figsize(rows, cols, panel), layout="constrained")
+    fig = Figure(figsize=grid_figsize(rows, cols, panel, colorbar=False), layout="constrained")
     axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
     for ax in axes.ravel():
         ax.set_axis_off()
