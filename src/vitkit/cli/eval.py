@@ -1,0 +1,43 @@
+"""``vitkit eval``: top-1/top-5, per-class accuracy and a confusion-matrix PNG of a checkpoint on a split."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix")
+    p.add_argument("--checkpoint", required=True, help="model.safetensors of a run, a training checkpoint, ...")
+    p.add_argument("--data", required=True, help="dataset name (cifar10) or path")
+    p.add_argument("--split", default="test")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=int, help="evaluate a seeded random subset of this many images")
+    p.add_argument("--img-size", type=int, help="evaluate at this resolution (position embeddings resampled)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", help="folder for metrics.json and confusion.png (default: next to the checkpoint)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vitkit.eval import evaluate
+
+    out = args.out or Path(args.checkpoint).parent / f"eval-{args.split}"
+    result = evaluate(
+        args.checkpoint, args.data, args.split, batch_size=args.batch_size, device=args.device,
+        num_workers=args.workers, limit=args.limit, img_size=args.img_size, out_dir=out,
+    )  # fmt: skip
+    if args.json:
+        print(json.dumps({k: v for k, v in result.to_dict().items() if k != "confusion"}, indent=1))
+        return 0
+    r = result
+    print(f"top-1 {100 * r.top1:.2f}%  top-5 {100 * r.top5:.2f}%  loss {r.loss:.4f}  ({r.num_samples} images)")
+    width = max(len(c) for c in result.classes) if result.classes else 5
+    for name, acc in zip(result.classes, result.per_class):
+        print(f"  {name:<{width}}  {100 * acc:6.2f}%")
+    print(f"wrote {out}/metrics.json and {out}/confusion.png")
+    return 0

@@ -1,0 +1,115 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint holds the model, optimiser, schedule, EMA, every random-number generator and the position in the
+epoch. Its content is tensors, dicts, lists, numbers and strings only, so ``torch.load(weights_only=True)``
+reads it without running pickled code. Files are written to a temporary name and renamed, so a run killed
+while saving leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "vitkit.train_state"
+VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(text: str, path: str | Path) -> Path:
+    """Write text through a temporary file and a rename, like :func:`atomic_save`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------- RNG
+def capture_rng() -> dict[str, Any]:
+    """States of Python's, NumPy's, torch's CPU and every CUDA generator, as loadable plain data."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), int(np_pos), int(np_has_gauss), float(np_gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    version, py_state, gauss = state["python"]
+    random.setstate((version, tuple(py_state), gauss))
+    kind, keys, pos, has_gauss, np_gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, np_gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str | Path, **content: Any) -> Path:
+    """Write a training checkpoint (``model``, ``optimizer``, ``schedule``, ``ema``, ``rng``, ``progress``, ...)."""
+    return atomic_save({"format": FORMAT, "version": VERSION, **content}, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a training checkpoint written by :func:`save_checkpoint` (safely: ``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not is_train_state(state):
+        raise ValueError(
+            f"{path} is not a vitkit training checkpoint; to start from pre-trained weights use "
+            "`vitkit finetune --checkpoint` (model.pretrained in a recipe) instead of --resume"
+        )
+    if state["version"] > VERSION:
+        raise ValueError(f"{path} was written by a newer vitkit (format version {state['version']}); upgrade vitkit")
+    return state
+
+
+def is_train_state(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def find_resume_checkpoint(target: str | Path) -> Path:
+    """A checkpoint file, or a run folder whose ``checkpoints/last.pt`` is used."""
+    target = Path(target)
+    if target.is_dir():
+        target = target / "checkpoints" / "last.pt"
+    if not target.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint to resume from at {target}; the run may not have saved one yet (see "
+            "train.checkpoint_every_steps), or start afresh without --resume"
+        )
+    return target
