@@ -36,7 +36,11 @@ class SubsetDataset(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        return self.dataset[self.indices[i]]
+        from vitkit.data.loader import SeededIndex
+
+        index = self.indices[i]
+        # Keep the per-sample seed the loader attached, so a run is the same with any number of workers.
+        return self.dataset[SeededIndex(index, i.seed) if isinstance(i, SeededIndex) else index]
 
 
 def seeded_subset(dataset, size: int | None, seed: int):
