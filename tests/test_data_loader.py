@@ -15,7 +15,7 @@ from vitkit.data import BatchAugment, DataConfig, InMemoryDataset, build_dataset
 from vitkit.data import memory as memory_mod
 from vitkit.data.loader import SeededSampler, sample_seed
 
-CIFAR = Path("/work/shared/data/cifar10")
+CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"  # ../shared beside the checkout
 
 
 @pytest.fixture
