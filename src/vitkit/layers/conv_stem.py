@@ -8,8 +8,6 @@ recipes/cifar10_vit.yaml and docs/benchmarks.md).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -24,7 +22,6 @@ class ConvStem(nn.Module):
             c_in = c_out
         self.convs = nn.Sequential(*layers)
         self.proj = nn.Conv2d(c_in, embed_dim, kernel_size=1)
-        self.stride = math.prod(strides)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, D, H/s, W/s) with s the product of the strides."""

@@ -23,6 +23,9 @@ from vitkit.layers.conv_stem import ConvStem
 from vitkit.layers.patch_embed import PatchEmbed
 from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed, sincos_2d
 
+# Learned tokens and position tables: initialised alike, and exempt from weight decay.
+_TOKEN_PARAMS = frozenset({"cls_token", "dist_token", "pos_embed", "pos_embed_row", "pos_embed_col"})
+
 
 def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
     """Normal(0, std) truncated at two standard deviations (torch's default bounds are +-2 absolute)."""
@@ -114,7 +117,7 @@ class VisionTransformer(nn.Module):
         """Reference initialisation: truncated-normal tokens and position tables (std 0.02), truncated-normal
         Linear weights with zero biases, LeCun-normal patch projection, and a zero head when ``zero_head``."""
         for name, param in self.named_parameters():
-            if name in ("cls_token", "dist_token", "pos_embed", "pos_embed_row", "pos_embed_col"):
+            if name in _TOKEN_PARAMS:
                 trunc_normal_(param, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -149,8 +152,7 @@ class VisionTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Parameters that weight decay should skip: tokens and position tables (norms and biases too, by rule)."""
-        names = {"cls_token", "dist_token", "pos_embed", "pos_embed_row", "pos_embed_col"}
-        return {n for n, _ in self.named_parameters() if n in names}
+        return {n for n, _ in self.named_parameters() if n in _TOKEN_PARAMS}
 
     # ------------------------------------------------------------------------------------------- embedding
     def _check_input(self, x: torch.Tensor) -> None:
