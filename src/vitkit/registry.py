@@ -1,6 +1,8 @@
 """Named models: a data table from ecosystem names (``vit_base_patch16_224``) to configs, and one factory.
 
-Sizes come from :data:`vitkit.config.VARIANTS`; an entry only states its variant string and what differs.
+ViT sizes come from :data:`vitkit.config.VARIANTS`; an entry only states its variant string and what differs.
+Other families (Swin, MAE, ResNetV2, ...) keep their tables beside their configs (``vitkit.config.<family>.MODELS``)
+and are merged here, so every name builds through the same :func:`create_model`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitkit.config import ViTConfig
+from vitkit.config import ModelConfig, ViTConfig, family_modules
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -73,11 +75,23 @@ def _build_table() -> dict[str, ViTConfig]:
     return table
 
 
-MODEL_CONFIGS: dict[str, ViTConfig] = _build_table()
+def _all_families() -> dict[str, ModelConfig]:
+    table: dict[str, ModelConfig] = dict(_build_table())
+    for module in family_modules():
+        for name, cfg in getattr(module, "MODELS", {}).items():
+            if name in table:
+                raise RuntimeError(f"model name {name!r} is registered twice ({module.__name__})")
+            table[name] = cfg
+    return table
 
 
-def register_model(name: str, cfg: ViTConfig) -> None:
+MODEL_CONFIGS: dict[str, ModelConfig] = _all_families()
+
+
+def register_model(name: str, cfg: ModelConfig) -> None:
     """Add a named configuration (for example a hybrid or a user's own size) to the registry."""
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"register_model expects a vitkit config (ViTConfig, ...), got {type(cfg).__name__}")
     MODEL_CONFIGS[name] = cfg
 
 
@@ -86,7 +100,7 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in MODEL_CONFIGS if fnmatch.fnmatch(n, pattern))
 
 
-def get_config(name: str, **overrides: Any) -> ViTConfig:
+def get_config(name: str, **overrides: Any) -> ModelConfig:
     """The configuration registered as ``name`` with ``overrides`` applied (unknown fields raise)."""
     try:
         cfg = MODEL_CONFIGS[name]
@@ -97,17 +111,13 @@ def get_config(name: str, **overrides: Any) -> ViTConfig:
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
-    """Build the model registered as ``name``; ``overrides`` are ViTConfig fields (num_classes, img_size, ...)."""
-    from vitkit.models.vit import VisionTransformer
-
-    return VisionTransformer(get_config(name, **overrides))
+    """Build the model registered as ``name``; ``overrides`` are its config's fields (num_classes, img_size, ...)."""
+    return get_config(name, **overrides).build()
 
 
-def count_parameters(cfg_or_name: ViTConfig | str) -> int:
+def count_parameters(cfg_or_name: ModelConfig | str) -> int:
     """Parameter count of a configuration, computed on the meta device (no memory, no initialisation cost)."""
-    from vitkit.models.vit import VisionTransformer
-
     cfg = get_config(cfg_or_name) if isinstance(cfg_or_name, str) else cfg_or_name
     with torch.device("meta"):
-        model = VisionTransformer(cfg)
+        model = cfg.build()
     return sum(p.numel() for p in model.parameters())

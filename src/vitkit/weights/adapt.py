@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import torch
 
-from vitkit.config import ViTConfig
+from vitkit.config import ModelConfig, ViTConfig
 from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed
 from vitkit.weights.errors import CheckpointError
 
@@ -53,12 +54,48 @@ def add_prefix_positions(pos_embed: torch.Tensor, num_prefix: int) -> torch.Tens
     return torch.cat([pos_embed.new_zeros(1, num_prefix, pos_embed.shape[-1]), pos_embed], dim=1)
 
 
-def head_changed(src: ViTConfig, dst: ViTConfig) -> bool:
-    return src.num_classes != dst.num_classes or src.representation_size != dst.representation_size
+def head_changed(src: ModelConfig, dst: ModelConfig) -> bool:
+    """Whether loading ``src`` weights into a ``dst`` model needs a new classifier (any family)."""
+    return getattr(src, "num_classes", None) != getattr(dst, "num_classes", None) or getattr(
+        src, "representation_size", None
+    ) != getattr(dst, "representation_size", None)
 
 
-def adapt_state_dict(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTConfig) -> dict[str, torch.Tensor]:
-    """Reshape ``state`` (written for ``src``) for a model built from ``dst``: grid and head; nothing else."""
+StateAdapter = Callable[[dict[str, torch.Tensor], ModelConfig, ModelConfig], dict[str, torch.Tensor]]
+# family -> its shape adaptation; a family module adds its own (e.g. Swin's bias-table resampling).
+FAMILY_ADAPTERS: dict[str, StateAdapter] = {}
+
+
+def adapt_state_dict(state: dict[str, torch.Tensor], src: ModelConfig, dst: ModelConfig) -> dict[str, torch.Tensor]:
+    """Reshape ``state`` (written for ``src``) for a model built from ``dst``: grids, tables and head only."""
+    if src.family != dst.family:
+        raise CheckpointError(
+            f"a {src.family!r} checkpoint cannot load into a {dst.family!r} model; pick a {src.family} model name "
+            "or a checkpoint of the right family"
+        )
+    try:
+        adapter = FAMILY_ADAPTERS[src.family]
+    except KeyError:
+        raise CheckpointError(f"no shape adaptation is registered for the {src.family!r} family") from None
+    return adapter(state, src, dst)
+
+
+def drop_head(state: dict[str, torch.Tensor], src: ModelConfig, dst: ModelConfig) -> None:
+    """Remove the classifier's tensors when the class count changes (a zero-initialised head replaces it)."""
+    if not head_changed(src, dst):
+        return
+    dropped = [k for k in state if k.startswith(HEAD_PREFIXES)]
+    for key in dropped:
+        del state[key]
+    n_src, n_dst = getattr(src, "num_classes", 0), getattr(dst, "num_classes", 0)
+    if dropped and n_dst > 0:
+        log.info("dropped the checkpoint's %d-class head for a new %d-class one (zero-initialised when built here)",
+                 n_src, n_dst)  # fmt: skip
+    elif dropped:
+        log.info("dropped the checkpoint's %d-class head; the model returns features", n_src)
+
+
+def _adapt_vit(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTConfig) -> dict[str, torch.Tensor]:
     state = dict(state)
     if src.grid_size != dst.grid_size:
         _resample_positions(state, src, dst)
@@ -68,18 +105,7 @@ def adapt_state_dict(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTCon
             del state[key]
         if dropped:
             log.info("dropped the checkpoint's pre-logits layer (representation_size %s)", src.representation_size)
-    if head_changed(src, dst):
-        dropped = [k for k in state if k.startswith(HEAD_PREFIXES)]
-        for key in dropped:
-            del state[key]
-        if dropped and dst.num_classes > 0:
-            log.info(
-                "dropped the checkpoint's %d-class head for a new %d-class one (zero-initialised when built here)",
-                src.num_classes,
-                dst.num_classes,
-            )
-        elif dropped:
-            log.info("dropped the checkpoint's %d-class head; the model returns features", src.num_classes)
+    drop_head(state, src, dst)
     return state
 
 
@@ -94,3 +120,6 @@ def _resample_positions(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViT
     else:
         return
     log.info("resampled position embeddings from a %dx%d to a %dx%d patch grid", *src.grid_size, *dst.grid_size)
+
+
+FAMILY_ADAPTERS["vit"] = _adapt_vit  # type: ignore[assignment]

@@ -18,7 +18,8 @@ from vitkit.weights.hf import MODEL_TYPES
 from vitkit.weights.jax import find_prefix
 from vitkit.weights.timm import is_timm_layout, unwrap_state_dict
 
-CONFIG_KEY = "vitkit.config"  # safetensors metadata entry holding ViTConfig.to_dict() as JSON
+CONFIG_KEY = "vitkit.config"  # safetensors metadata entry holding the config's to_dict() as JSON
+FAMILY_KEY = "vitkit.family"  # ... and the config's family ("vit" when absent: files from before families)
 TRAIN_FORMAT = "vitkit.train_state"  # see vitkit.train.state
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -119,7 +120,7 @@ def _read_file(path: Path) -> Checkpoint:
                 config = json.loads(metadata[CONFIG_KEY])
             except json.JSONDecodeError as err:
                 raise CheckpointError(f"{path}: the '{CONFIG_KEY}' metadata is not valid JSON ({err})") from None
-            return Checkpoint("vitkit", path, tensors, {"config": config})
+            return Checkpoint("vitkit", path, tensors, {"config": config, "family": metadata.get(FAMILY_KEY, "vit")})
         return _classify(path, tensors)
     if kind == "npz":
         arrays = io.read_npz(path)
@@ -134,7 +135,8 @@ def _read_file(path: Path) -> Checkpoint:
         if isinstance(obj, dict) and obj.get("format") == TRAIN_FORMAT:
             ema = obj.get("ema") or {}
             weights = ema.get("module") if isinstance(ema, dict) and ema.get("module") else obj["model"]
-            return Checkpoint("vitkit_train", path, dict(weights), {"config": obj["model_config"]})
+            meta = {"config": obj["model_config"], "family": obj.get("model_family", "vit")}
+            return Checkpoint("vitkit_train", path, dict(weights), meta)
         return _classify(path, unwrap_state_dict(obj, str(path)))
     raise CheckpointError(f"{path}: unknown format (not safetensors, PyTorch, or .npz); expected {EXPECTED}")
 

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitkit.config import ViTConfig
+from vitkit.config import ModelConfig, ViTConfig, config_from_dict
 from vitkit.weights import io
 from vitkit.weights.adapt import HEAD_PREFIXES, PRE_LOGITS_PREFIX, adapt_state_dict, head_changed
-from vitkit.weights.detect import CONFIG_KEY, Checkpoint, read_checkpoint
+from vitkit.weights.detect import CONFIG_KEY, FAMILY_KEY, Checkpoint, read_checkpoint
 from vitkit.weights.errors import CheckpointError, StateDictMismatchError
 from vitkit.weights.hf import convert_hf
 from vitkit.weights.jax import convert_jax
@@ -83,7 +83,7 @@ def load_state_dict(
     return report
 
 
-def _registry_config(name: str) -> ViTConfig:
+def _registry_config(name: str) -> ModelConfig:
     from vitkit.registry import get_config
 
     return get_config(name)
@@ -91,7 +91,7 @@ def _registry_config(name: str) -> ViTConfig:
 
 def convert_to_vitkit(
     ckpt: Checkpoint, model: str | None = None, num_heads: int | None = None
-) -> tuple[dict[str, torch.Tensor], ViTConfig]:
+) -> tuple[dict[str, torch.Tensor], ModelConfig]:
     """The format's converter: (vitkit state dict, config as written). ``model`` names a registry entry that
     supplies what the format does not store (timm: heads and preprocessing; JAX: preprocessing)."""
     source = str(ckpt.path)
@@ -99,7 +99,7 @@ def convert_to_vitkit(
         if model is not None:
             log.warning("%s carries its own config; model=%r is ignored", source, model)
         try:
-            cfg = ViTConfig.from_dict(ckpt.meta["config"])
+            cfg = config_from_dict(ckpt.meta["config"], ckpt.meta.get("family", "vit"))
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"{source}: the stored model config is invalid ({err})") from None
         return dict(ckpt.tensors), cfg
@@ -144,7 +144,7 @@ def load_pretrained(
     change the built model. With ``strict=False`` weights that do not fit are reported instead of raising.
     """
     if isinstance(source, nn.Module):
-        if not isinstance(getattr(source, "cfg", None), ViTConfig):
+        if not isinstance(getattr(source, "cfg", None), ModelConfig):
             raise TypeError(f"source must be a checkpoint path or a vitkit model, got {type(source).__name__}")
         state, cfg, where = source.state_dict(), source.cfg, type(source).__name__
     else:
@@ -158,11 +158,9 @@ def load_pretrained(
         target_cfg, net = model.cfg, model
     else:
         target_cfg = cfg.replace(**overrides) if overrides else cfg
-        if head_changed(cfg, target_cfg):
+        if head_changed(cfg, target_cfg) and hasattr(target_cfg, "zero_head"):
             target_cfg = target_cfg.replace(zero_head=True)  # paper Sec. 3.2: a zero-initialised new head
-        from vitkit.models.vit import VisionTransformer
-
-        net = VisionTransformer(target_cfg)
+        net = target_cfg.build()
     fresh = (*HEAD_PREFIXES, PRE_LOGITS_PREFIX) if head_changed(cfg, target_cfg) else ()
     load_state_dict(net, adapt_state_dict(state, cfg, target_cfg), strict=strict, source=where, fresh=fresh)
     log.info("loaded %s", where)
@@ -174,8 +172,8 @@ def save_pretrained(model: nn.Module, path: str | Path) -> Path:
     """Write ``model`` as one ``.safetensors`` file whose metadata carries its config, so that
     ``load_pretrained(path)`` needs nothing else. A folder ``path`` gets ``model.safetensors`` inside."""
     cfg = getattr(model, "cfg", None)
-    if not isinstance(cfg, ViTConfig):
-        raise TypeError(f"save_pretrained expects a vitkit model with a ViTConfig .cfg, got {type(model).__name__}")
+    if not isinstance(cfg, ModelConfig):
+        raise TypeError(f"save_pretrained expects a vitkit model (with a config .cfg), got {type(model).__name__}")
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"
@@ -185,7 +183,8 @@ def save_pretrained(model: nn.Module, path: str | Path) -> Path:
         raise ValueError(f"the model config does not serialise to JSON ({err}); keep cfg.extra to plain data") from None
     from vitkit import __version__
 
-    metadata = {"format": "pt", CONFIG_KEY: config_json, "vitkit.version": __version__, "vitkit.format": FORMAT_VERSION}
+    metadata = {"format": "pt", CONFIG_KEY: config_json, FAMILY_KEY: cfg.family, "vitkit.version": __version__,
+                "vitkit.format": FORMAT_VERSION}  # fmt: skip
     return io.write_safetensors(model.state_dict(), path, metadata)
 
 

@@ -6,10 +6,11 @@ Sizes come from the variant table of the paper (Table 1) and its follow-ups, dec
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
+
+from vitkit.config.base import ModelConfig, pair
 
 GLOBAL_POOLS = ("token", "avg")
 POS_EMBEDS = ("learned", "learned2d", "sincos2d", "none")
@@ -26,17 +27,8 @@ VARIANTS: dict[str, tuple[int, int, int, int]] = {
 }
 
 
-def _pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    pair = tuple(int(v) for v in value)
-    if len(pair) != 2:
-        raise ValueError(f"expected an int or a pair of ints, got {value!r}")
-    return pair  # type: ignore[return-value]
-
-
 @dataclass(frozen=True)
-class ViTConfig:
+class ViTConfig(ModelConfig):
     """Everything that fixes a Vision Transformer's architecture and numerics.
 
     Numerical conventions of imported weights (GELU variant, LayerNorm epsilon, input normalisation) live here
@@ -81,9 +73,12 @@ class ViTConfig:
     crop_pct: float = 0.875
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
+    family: ClassVar[str] = "vit"
+    model_class: ClassVar[str] = "vitkit.models.vit:VisionTransformer"
+
     def __post_init__(self) -> None:
-        object.__setattr__(self, "img_size", _pair(self.img_size))
-        object.__setattr__(self, "patch_size", _pair(self.patch_size))
+        object.__setattr__(self, "img_size", pair(self.img_size))
+        object.__setattr__(self, "patch_size", pair(self.patch_size))
         for name in ("backbone_layers", "stem_channels", "stem_strides"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(int(n) for n in getattr(self, name)))
@@ -155,28 +150,6 @@ class ViTConfig:
     @property
     def mlp_ratio(self) -> float:
         return self.mlp_dim / self.embed_dim
-
-    def replace(self, **changes: Any) -> ViTConfig:
-        """A copy with some fields changed; an unknown field name raises instead of vanishing."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise TypeError(f"unknown ViTConfig field(s) {unknown}; valid fields: {sorted(known)}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (tuples become lists), the form stored in checkpoint metadata."""
-        out = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ViTConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming the valid ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown ViTConfig key(s) {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
 
     @classmethod
     def from_variant(cls, variant: str, **changes: Any) -> ViTConfig:
