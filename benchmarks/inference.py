@@ -17,21 +17,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_medians, matmul_flops  # noqa: E402
+from common import interleaved_medians, matmul_flops, vit_flops  # noqa: E402
 
 import vitkit  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def vit_flops(cfg: vitkit.ViTConfig, batch: int) -> float:
-    """Forward FLOPs (2 per multiply-add) of the matmuls and attention: patch projection, qkv, proj, MLP, QK^T, AV."""
-    D, L, M = cfg.embed_dim, cfg.depth, cfg.mlp_dim
-    n = cfg.grid_size[0] * cfg.grid_size[1]
-    T = n + cfg.num_prefix_tokens
-    patch = 2 * n * cfg.in_chans * cfg.patch_size[0] * cfg.patch_size[1] * D
-    per_layer = 2 * T * (4 * D * D + 2 * D * M) + 4 * T * T * D
-    return batch * (patch + L * per_layer + 2 * D * cfg.num_classes)
 
 
 def hf_model(cfg: vitkit.ViTConfig):

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", default=str(ROOT / "recipes" / "cifar10_vit.yaml"), help="model and batch from here")
+    p.add_argument("--recipe", default="cifar10_vit", help="model and batch from this recipe (a name or a file)")
     p.add_argument("--batch", type=int, help="batch size (default: the recipe's)")
     p.add_argument("--steps", type=int, default=20, help="optimiser steps per timed run")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of each, interleaved")
@@ -42,7 +42,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     from vitkit.data import InMemoryDataset
     from vitkit.train import Trainer, load_recipe
-    from vitkit.train.loop import attention_backend
+    from vitkit.train.loaders import build_loaders
+    from vitkit.train.parallel import attention_backend
     from vitkit.train.run import build_model
 
     args = parse_args()
@@ -82,7 +83,8 @@ def main() -> None:
     std = torch.tensor(recipe.data.std).view(1, 3, 1, 1)
 
     def engine_run() -> float:
-        trainer = Trainer(engine_model, recipe, dataset, None, device=torch.device("cpu"))
+        loader, _ = build_loaders(recipe, dataset)
+        trainer = Trainer(engine_model, recipe, loader, device=torch.device("cpu"), classes=dataset.classes)
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             trainer.fit()

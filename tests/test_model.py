@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -215,8 +217,10 @@ def test_zero_head_and_reset_classifier():
     assert model.head.weight.abs().sum() == 0
     model = VisionTransformer(tiny_config())
     assert model.head.weight.abs().sum() > 0
+    cfg = model.cfg
     model.reset_classifier(7)
-    assert model.head.out_features == 7 and model.head.weight.abs().sum() == 0 and model.cfg.num_classes == 7
+    assert model.head.out_features == 7 and model.head.weight.abs().sum() == 0 and model.num_classes == 7
+    assert model.cfg is cfg and cfg.num_classes == 5  # the config is never changed after construction
 
 
 def test_initialisation_statistics():
@@ -297,3 +301,55 @@ def test_conv_stem_keeps_the_patch_grid():
         tiny_config(stem_channels=(8,), stem_strides=(2,))
     with pytest.raises(ValueError, match="go together"):
         tiny_config(stem_channels=(8,))
+
+
+def test_forward_intermediates_is_the_one_pass_the_other_forwards_use():
+    torch.manual_seed(0)
+    model = VisionTransformer(tiny_config(depth=3)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    # Reference: the paper's equations written out here, block by block.
+    tokens = model.embed(x)
+    outs = []
+    for block in model.blocks:
+        tokens = block(tokens)
+        outs.append(tokens)
+    final, chosen = model.forward_intermediates(x, indices=[0, -1])
+    torch.testing.assert_close(final, model.norm(outs[-1]))
+    torch.testing.assert_close(chosen[0], outs[0])
+    torch.testing.assert_close(chosen[1], outs[2])
+    _, last_two = model.forward_intermediates(x, indices=2, norm=True)
+    torch.testing.assert_close(last_two[0], model.norm(outs[1]))
+    _, _, maps = model.forward_intermediates(x, indices=[1], return_attention=True)
+    assert len(maps) == 1 and maps[0].shape == (2, 4, 17, 17)
+    torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 4, 17))
+    _, early = model.forward_intermediates(x, indices=[0], stop_early=True)
+    torch.testing.assert_close(early[0], outs[0])
+    torch.testing.assert_close(model.forward_features(x), final)
+    torch.testing.assert_close(model.get_intermediate_layers(x, n=[1])[0], outs[1])
+
+
+def test_grad_checkpointing_and_layer_groups_come_from_the_model():
+    model = VisionTransformer(tiny_config())
+    x = torch.randn(2, 3, 16, 16)
+    torch.manual_seed(0)
+    model(x).sum().backward()
+    plain = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    model(x).sum().backward()
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, plain[name], msg=name)
+    matcher = model.group_matcher()
+    assert re.match(matcher["stem"], "pos_embed") and re.match(matcher["blocks"], "blocks.1.mlp.fc1.weight")
+    assert not re.match(matcher["stem"], "norm.weight") and not re.match(matcher["blocks"], "head.weight")
+
+
+def test_a_reset_classifier_round_trips_through_save_pretrained(tmp_path):
+    from vitkit.weights.load import load_pretrained, save_pretrained
+
+    model = VisionTransformer(tiny_config())
+    model.reset_classifier(3)
+    loaded = load_pretrained(save_pretrained(model, tmp_path / "m.safetensors"))
+    assert loaded.cfg.num_classes == loaded.num_classes == 3 and model.cfg.num_classes == 5
+    x = torch.randn(2, 3, 16, 16)
+    torch.testing.assert_close(loaded(x), model.eval()(x))

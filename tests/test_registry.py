@@ -37,6 +37,8 @@ def _hf_count(cfg: vitkit.ViTConfig) -> int:
 
 
 def _expected_count(name: str, cfg: vitkit.ViTConfig) -> int:
+    if cfg.family != "vit":  # each family checks its counts against its own reference (tests/test_mae.py, ...)
+        pytest.skip(f"{cfg.family} counts are checked in that family's tests")
     if cfg.backbone_layers is not None:
         pytest.skip("hybrid counts are checked with the ResNet stem's own tests")
     base = _hf_count(cfg.replace(distilled=False, stem_channels=None, stem_strides=None))

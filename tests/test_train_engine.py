@@ -1,6 +1,6 @@
 """The engine on a tiny learnable task: it learns, writes its run folder, and each option does what it says
-(accumulation, clipping, gradient checkpointing, NaN stop, time budget), checked against independent runs or
-hand-derived values."""
+(accumulation, clipping, gradient checkpointing, NaN stop, time budget on an injected clock), checked against
+independent runs or hand-derived values."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from train_data import CLASSES, make_image_folder, tiny_recipe
-from vitkit import load_pretrained
+from train_data import CLASSES, make_image_folder, one_thread, tiny_recipe  # noqa: F401 (one_thread: fixture)
 from vitkit.train import NonFiniteLossError, Trainer, recipe_from_dict, train_model
+from vitkit.train.loaders import build_loaders
 from vitkit.train.run import align_data, build_datasets, build_model
 from vitkit.train.state import load_checkpoint
+from vitkit.weights.load import load_pretrained
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +25,19 @@ def data_root(tmp_path_factory):
     return make_image_folder(tmp_path_factory.mktemp("images"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, which only contend on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _trainer(data_root, tmp_path, model=None, **sections):
+def _trainer(data_root, tmp_path, model=None, clock=None, **sections):
     """A Trainer on the tiny data, silent; ``model`` replaces the recipe's network when given."""
     recipe = recipe_from_dict(tiny_recipe(data_root, tmp_path / "runs", **sections))
     train_set, eval_set, classes = build_datasets(recipe)
     net = model if model is not None else build_model(recipe, len(classes))
     recipe = align_data(recipe, net) if model is None else recipe
     run_dir = tmp_path / "runs" / "t"
-    return Trainer(net, recipe, train_set, eval_set, classes=classes, run_dir=run_dir)
+    loader, eval_loader = build_loaders(recipe, train_set, eval_set)
+    extra = {"clock": clock} if clock is not None else {}
+    return Trainer(net, recipe, loader, eval_loader, classes=classes, run_dir=run_dir, **extra)
 
 
 def _quiet(fn, *args, **kwargs):
@@ -123,7 +120,6 @@ class _ExplodesAt(nn.Module):
     def __init__(self, inner: nn.Module, at: int) -> None:
         super().__init__()
         self.inner, self.at, self.calls = inner, at, 0
-        self.cfg = inner.cfg
 
     def forward(self, x):
         self.calls += 1
@@ -143,17 +139,46 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp
     assert all(torch.isfinite(v).all() for v in state["model"].values())
 
 
+class _StepClock:
+    """A fake clock: every optimiser step takes ``seconds_per_step``, everything else no time; ``jump`` seconds
+    are added from step ``jump_at`` on (a machine that stalls)."""
+
+    def __init__(self, seconds_per_step: float, jump_at: int | None = None, jump: float = 0.0) -> None:
+        self.seconds_per_step, self.jump_at, self.jump, self.trainer = seconds_per_step, jump_at, jump, None
+
+    def __call__(self) -> float:
+        step = self.trainer.global_step if self.trainer is not None else 0
+        stalled = self.jump if self.jump_at is not None and step >= self.jump_at else 0.0
+        return step * self.seconds_per_step + stalled
+
+
 def test_time_budget_lays_the_schedule_over_the_steps_that_fit(data_root, tmp_path):
-    # 200 epochs would take far longer than the 4-second budget: the engine must shorten the schedule so that
-    # the learning rate still decays to its floor, and stop within the budget.
-    trainer = _trainer(data_root, tmp_path, optim={"lr": 1e-3}, schedule={"min_lr": 1e-5},
+    # 200 epochs of 12 steps at 0.125 s a step would take 300 s; the budget is 4 s. Calibration times steps 2-8
+    # (0.125 s each; evaluations take no time on this clock); at step 8, 1 s has passed and 0.2 s is kept for
+    # the final save, so 2.8 s / 0.125 = 22.4 more steps fit: 30 in all. The epoch-end refits agree (at step 12:
+    # 2.3 s left -> 18 more; at step 24: 0.8 s -> 6 more), and the learning rate ends on its floor.
+    clock = _StepClock(0.125)
+    trainer = _trainer(data_root, tmp_path, optim={"lr": 1e-3}, schedule={"min_lr": 1e-5}, clock=clock,
                        train={"epochs": 200, "max_minutes": 4 / 60, "calibration_steps": 8})  # fmt: skip
+    clock.trainer = trainer
     result = _quiet(trainer.fit)
-    assert 8 < result.total_steps < 200 * 12
-    assert result.global_step == result.total_steps or result.stopped_by_budget
-    if not result.stopped_by_budget:
-        assert trainer.schedule(result.total_steps - 1) == pytest.approx(1e-5)
-    assert result.history[-1]["wall_time"] < 4 + 3.0  # some slack for a loaded machine
+    assert result.total_steps == result.global_step == 30 and not result.stopped_by_budget
+    assert trainer.schedule(29) == pytest.approx(1e-5)
+    assert result.history[-1]["wall_time"] == pytest.approx(30 * 0.125)
+
+
+def test_time_budget_stops_a_stalled_run(data_root, tmp_path):
+    # The same run, but the machine stalls for 10 s at step 20: the budget is spent, so the run stops there
+    # (mid-epoch 2), evaluates and saves, instead of running on to step 30.
+    clock = _StepClock(0.125, jump_at=20, jump=10.0)
+    trainer = _trainer(data_root, tmp_path, clock=clock,
+                       train={"epochs": 200, "max_minutes": 4 / 60, "calibration_steps": 8})  # fmt: skip
+    clock.trainer = trainer
+    result = _quiet(trainer.fit)
+    assert result.stopped_by_budget and result.global_step == 20
+    assert result.history[-1]["top1"] is not None
+    state = load_checkpoint(tmp_path / "runs" / "t" / "checkpoints" / "last.pt")
+    assert state["progress"]["global_step"] == 20
 
 
 @pytest.mark.slow
@@ -161,3 +186,19 @@ def test_torch_compile_trains_like_eager(data_root, tmp_path):
     eager, compiled = _weights_after(data_root, tmp_path, "compile", (False, True), max_steps=6)  # ~30 s to compile
     for name in eager:
         torch.testing.assert_close(compiled[name], eager[name], atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_tensorboard_gets_the_scalars_of_metrics_jsonl(data_root, tmp_path):
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    recipe = recipe_from_dict(tiny_recipe(data_root, tmp_path / "runs", train={"max_steps": 10, "tensorboard": True}))
+    result = _quiet(train_model, recipe)
+    rows = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    events = accumulator.EventAccumulator(str(result.run_dir / "tensorboard"))
+    events.Reload()
+    steps = [r for r in rows if r["kind"] == "step"]
+    logged = events.Scalars("step/loss")
+    assert [e.step for e in logged] == [r["step"] for r in steps]
+    assert [e.value for e in logged] == pytest.approx([r["loss"] for r in steps])
+    top1 = events.Scalars("epoch/top1")
+    assert [e.value for e in top1] == pytest.approx([r["top1"] for r in rows if r["kind"] == "epoch"])
+    assert {"step/lr", "step/img_per_s", "epoch/train_loss"} <= set(events.Tags()["scalars"])

@@ -8,14 +8,22 @@ from pathlib import Path
 import pytest
 import yaml
 
+from vitkit.train.catalog import named_recipes, recipe_summary, resolve_recipe
 from vitkit.train.recipe import OptimConfig, dump_recipe, load_recipe, recipe_from_dict
 
-RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+RECIPES = sorted(named_recipes().values())  # the package's own (vitkit/recipes), then a checkout's recipes/
+PACKAGED = Path(__file__).parents[1] / "src" / "vitkit" / "recipes"
 
 
-def test_the_issue_recipes_are_shipped():
-    names = {p.stem for p in RECIPES}
+def test_the_issue_recipes_are_shipped_as_package_data_and_found_by_name():
+    names = {p.stem for p in PACKAGED.glob("*.yaml")}
     assert {"cifar10_vit", "imagenet_vit_b16_pretrain", "finetune_vit_b16_384"} <= names
+    assert resolve_recipe("cifar10_vit") == PACKAGED / "cifar10_vit.yaml"
+    assert resolve_recipe("recipes/cifar10_vit.yaml") == PACKAGED / "cifar10_vit.yaml"  # the path before the move
+    assert load_recipe("cifar10_vit", ["train.epochs=3"]).train.epochs == 3
+    summary = recipe_summary(PACKAGED / "cifar10_vit.yaml")
+    assert summary["command"].startswith("vitkit train --config cifar10_vit") and "70%" in summary["expected"]
+    assert summary["runtime"].startswith("30 min")
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -32,11 +40,11 @@ def test_shipped_recipes_parse_and_state_command_result_and_runtime(path):
 
 
 def test_paper_settings_are_in_the_paper_recipes():
-    pre = load_recipe(RECIPES[0].parent / "imagenet_vit_b16_pretrain.yaml")
+    pre = load_recipe("imagenet_vit_b16_pretrain")
     assert (pre.optim.name, pre.optim.betas, pre.optim.weight_decay) == ("adamw", (0.9, 0.999), 0.1)
     assert (pre.train.batch_size, pre.schedule.warmup_steps, pre.schedule.decay) == (4096, 10000, "linear")
     assert pre.data.img_size == (224, 224)
-    ft = load_recipe(RECIPES[0].parent / "finetune_vit_b16_384.yaml")
+    ft = load_recipe("finetune_vit_b16_384")
     assert (ft.optim.name, ft.optim.momentum, ft.optim.weight_decay, ft.optim.clip_grad_norm) == ("sgd", 0.9, 0.0, 1.0)
     assert (ft.schedule.decay, ft.train.batch_size, ft.data.img_size) == ("cosine", 512, (384, 384))
 
@@ -94,5 +102,17 @@ def test_set_overrides_are_typed_by_the_field(tmp_path):
         load_recipe(path, ["optimizer.lr=3"])
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['lrr'\] in 'optim'"):
         load_recipe(path, ["optim.lrr=3"])
-    with pytest.raises(FileNotFoundError, match="recipes/"):
+    with pytest.raises(FileNotFoundError, match="not one of the named recipes.*cifar10_vit.*vitkit recipes"):
         load_recipe(tmp_path / "missing.yaml")
+
+
+def test_vitkit_recipes_lists_each_with_command_result_and_runtime(capsys):
+    import json
+
+    from vitkit.cli.main import main
+
+    assert main(["recipes", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(named_recipes())
+    assert rows["cifar10_vit"]["command"].startswith("vitkit train --config cifar10_vit")
+    assert all(r["command"] and r["expected"] and r["runtime"] for r in rows.values())

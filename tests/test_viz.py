@@ -143,7 +143,7 @@ def test_attention_capture_at_another_image_size():
     maps = attention_maps(model, torch.randn(3, 3, 24, 20), batch_size=2)
     assert maps.shape == (2, 3, 4, 1 + 6 * 5, 1 + 6 * 5)  # (L, B, heads, T, T)
     torch.testing.assert_close(maps.sum(-1), torch.ones(2, 3, 4, 31))
-    assert model.cfg.dynamic_img_size
+    assert model.dynamic_img_size and not model.cfg.dynamic_img_size  # the config is never changed
 
 
 # ---------------------------------------------------------------------------------------------- embeddings

@@ -74,7 +74,7 @@ def test_pooled_model_without_class_token_and_other_image_size(tmp_path, images)
         "posembed.png",
     ]
     _check_png(tmp_path / "rollout.png", _px(3 * 2.2 + 1.3, 2 * 2.2 + 0.6))
-    assert model.cfg.dynamic_img_size  # 24 px inputs on a 16 px model: position embeddings resampled
+    assert model.dynamic_img_size  # 24 px inputs on a 16 px model: position embeddings resampled
 
 
 def test_rollout_pages_and_learned2d_posembed(tmp_path, images):

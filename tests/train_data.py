@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 CLASSES = ["north_east", "north_west", "south_east", "south_west"]  # sorted, as label indices are
@@ -59,3 +61,12 @@ def tiny_recipe(data_root: Path, out_dir: Path, **sections: dict[str, Any]) -> d
     for section, values in sections.items():
         recipe[section] = {**recipe.get(section, {}), **values}
     return recipe
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads, which only contend on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

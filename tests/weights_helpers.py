@@ -156,7 +156,7 @@ def reference_forward(w: dict[str, np.ndarray], images_nchw: np.ndarray, layout:
     """Logits (or pre-logits features without a head) of the JAX model, in float64."""
     w = {k: v.astype(np.float64) for k, v in w.items()}
     x = images_nchw.astype(np.float64).transpose(0, 2, 3, 1)  # NHWC, as Flax
-    if layers:
+    if layers is not None:  # () is a root-only ResNet (R+Ti/16)
         x = _resnet(x, w, layers)
     k = w["embedding/kernel"]
     P, D = k.shape[0], k.shape[-1]

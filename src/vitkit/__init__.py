@@ -34,6 +34,7 @@ _LAZY = {
     "create_loader": "vitkit.data",
     "BatchAugment": "vitkit.data",
     "preprocess": "vitkit.data",
+    "optimize": "vitkit.fast",
 }
 
 __all__ = [

@@ -23,6 +23,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--cutmix", type=float, default=1.0, help="CutMix alpha (0: off)")
     q.add_argument("--no-download", action="store_true", help="never download a named data set")
     q.set_defaults(func=run)
+    m = actions.add_parser("make-spoof", help="build the stand-in live/spoof set (print/replay attacks) from photos")
+    m.add_argument("src", help="folder of real photos (e.g. ../shared/data/cifar10/train)")
+    m.add_argument("out", help="output folder: train/dev/test, each live/ and spoof/<attack_type>/")
+    m.add_argument("--num", type=int, default=6000, help="source photos to use (default 6000; 0: all)")
+    m.add_argument("--size", type=int, default=32, help="output image size in pixels (default 32)")
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=run_make_spoof)
+    c = actions.add_parser("make-corrupt", help="copy an image folder with CIFAR-10-C-style corruptions")
+    c.add_argument("src", help="image folder to copy (its whole tree, e.g. a data set with train/ and test/)")
+    c.add_argument("out", help="output folder (same relative paths, PNG)")
+    c.add_argument("--severity", type=int, default=5, help="1..5 (default 5, the strongest)")
+    c.add_argument("--corruptions", default=None, help="comma-separated names (default: all)")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(func=run_make_corrupt)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,4 +61,20 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(report.format())
+    return 0
+
+
+def run_make_spoof(args: argparse.Namespace) -> int:
+    from vitkit.data.spoof import make_spoof
+
+    print(make_spoof(args.src, args.out, num_photos=args.num or None, size=args.size, seed=args.seed).format())
+    return 0
+
+
+def run_make_corrupt(args: argparse.Namespace) -> int:
+    from vitkit.data.corruptions import make_corrupted
+
+    names = args.corruptions.split(",") if args.corruptions else None
+    count = make_corrupted(args.src, args.out, severity=args.severity, names=names, seed=args.seed)
+    print(f"wrote {count} corrupted images (severity {args.severity}) to {args.out}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from vitkit.cli.fastpath import add_fast_path_arguments
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix")
@@ -18,10 +20,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", help="folder for metrics.json and confusion.png (default: next to the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_fast_path_arguments(p, default="bf16", int8_calibration="train images")
+    p.add_argument(
+        "--antispoof", action="store_true", help="live/spoof data: APCER per attack, BPCER, ACER, HTER, EER, AUC, plots"
+    )
+    p.add_argument("--dev-split", default="dev", help="--antispoof: split that fixes the threshold (default dev)")
+    p.add_argument("--threshold", default="eer", help="--antispoof: 'eer' or 'bpcer=0.05' on the dev split")
+    p.add_argument("--adapters", help="adapter file (or peft folder) to put onto the checkpoint first")
     p.set_defaults(func=run)
 
 
+def run_antispoof(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vitkit.eval.antispoof_eval import evaluate_antispoof
+
+    out = args.out or Path(args.checkpoint).parent / f"antispoof-{args.split}"
+    metrics = evaluate_antispoof(
+        args.checkpoint, args.data, dev_split=args.dev_split, test_split=args.split, threshold=args.threshold,
+        adapters=args.adapters, batch_size=args.batch_size, device=args.device, num_workers=args.workers,
+        out_dir=out,
+    )  # fmt: skip
+    print(json.dumps(metrics.to_dict(), indent=1) if args.json else metrics.format())
+    print(f"wrote {out}/antispoof.json, {out}/roc.png and {out}/det.png")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.antispoof:
+        return run_antispoof(args)
     from pathlib import Path
 
     from vitkit.eval import evaluate
@@ -29,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path(args.checkpoint).parent / f"eval-{args.split}"
     result = evaluate(
         args.checkpoint, args.data, args.split, batch_size=args.batch_size, device=args.device,
-        num_workers=args.workers, limit=args.limit, img_size=args.img_size, out_dir=out,
+        num_workers=args.workers, limit=args.limit, img_size=args.img_size, out_dir=out, adapters=args.adapters,
+        precision=args.precision, compile=args.compile,
     )  # fmt: skip
     if args.json:
         print(json.dumps({k: v for k, v in result.to_dict().items() if k != "confusion"}, indent=1))

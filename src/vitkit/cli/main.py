@@ -39,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError) as err:
         print(f"vitkit {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:  # an optional part is missing: name the extra instead of a traceback
+        from vitkit.utils.extras import missing_extra
+
+        hint = missing_extra(err)
+        if hint is None:
+            raise
+        print(f"vitkit {args.command}: error: this command {hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

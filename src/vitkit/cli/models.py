@@ -35,6 +35,8 @@ def _cell(cfg: object, key: str) -> str:
     value = getattr(cfg, key, None)
     if value is None and key == "patch_stride":
         value = getattr(cfg, "patch_size", None)
+    if value is None and key == "depth":
+        value = getattr(cfg, "depths", None)  # Swin: blocks per stage, summed below
     if isinstance(value, (tuple, list)):
         value = value[0] if key != "depth" else sum(value)
     return "-" if value is None else str(value)

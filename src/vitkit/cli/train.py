@@ -7,7 +7,11 @@ import argparse
 
 def add_recipe_args(p: argparse.ArgumentParser, config_required: bool = True) -> None:
     """The recipe options shared by ``train`` and ``finetune``."""
-    p.add_argument("--config", required=config_required, help="recipe YAML, e.g. recipes/cifar10_vit.yaml")
+    p.add_argument(
+        "--config",
+        required=config_required,
+        help="recipe: a shipped recipe's name (vitkit recipes lists them, e.g. cifar10_vit) or a YAML file",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -41,8 +45,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(result) -> None:
-    if result.final_eval is not None:
+    if isinstance(result.final_eval, dict):  # objectives other than classification report their own numbers
+        print("final: " + "  ".join(f"{k} {v:.4f}" for k, v in result.final_eval.items()))
+    elif result.final_eval is not None:
         e = result.final_eval
         print(f"final: top-1 {100 * e.top1:.2f}%  top-5 {100 * e.top5:.2f}%  ({e.num_samples} images)")
     if result.run_dir is not None:
-        print(f"run folder: {result.run_dir} (model.safetensors, checkpoints/, metrics.jsonl, plots/)")
+        weights = "adapters" if (result.run_dir / "adapters.safetensors").is_file() else "model"
+        print(f"run folder: {result.run_dir} ({weights}.safetensors, checkpoints/, metrics.jsonl, plots/)")

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--img-size", type=_size, metavar="PX|HxW", help="input size, any multiple of the patch (default: the model's)"
     )
+    p.add_argument("--point", type=_point, metavar="Y,X", help="Swin: input pixel whose window attention is drawn")
+    p.add_argument("--mask-ratio", type=float, help="reconstruction (MAE): share of patches hidden (default: 0.75)")
     p.add_argument("--head-fusion", choices=("mean", "max", "min"), default="mean", help="rollout head fusion")
     p.add_argument("--max-images", type=int, default=128, help="at most this many images (default 128)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -44,6 +46,14 @@ def _size(text: str) -> tuple[int, int]:
     return (parts[0], parts[-1])
 
 
+def _point(text: str) -> tuple[int, int]:
+    try:
+        y, x = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a pixel as Y,X (e.g. 112,80), got {text!r}") from None
+    return (y, x)
+
+
 def run(args: argparse.Namespace) -> int:
     from vitkit.viz.draw import visualize
 
@@ -60,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         dpi=args.dpi,
+        mask_ratio=args.mask_ratio,
+        point=args.point,
     )
     for path in paths:
         print(path)

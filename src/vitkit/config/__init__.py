@@ -13,7 +13,12 @@ from vitkit.config.base import CONFIG_TYPES, ModelConfig, config_from_dict, pair
 from vitkit.config.vit import ACTIVATIONS, GLOBAL_POOLS, POS_EMBEDS, VARIANTS, ViTConfig
 
 # One module per family; each defines a ModelConfig subclass and may define MODELS (name -> config).
-FAMILY_MODULES: tuple[str, ...] = ("vitkit.config.vit",)
+FAMILY_MODULES: tuple[str, ...] = (
+    "vitkit.config.vit",
+    "vitkit.config.mae",
+    "vitkit.config.swin",
+    "vitkit.config.resnet",
+)
 
 
 def family_modules() -> list[ModuleType]:

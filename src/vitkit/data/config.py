@@ -101,6 +101,7 @@ class DataConfig:
     mix_prob: float = 1.0
     switch_prob: float = 0.5  # with both mixup and cutmix on: chance that a batch uses cutmix
     label_smoothing: float = 0.0
+    repeated_aug: int = 1  # DeiT: each drawn image this many times, differently augmented (1 = off)
     # Loading.
     num_workers: int = 2
     in_memory: bool = False  # decode the split once into a uint8 tensor; crop and flip then happen per batch
@@ -146,6 +147,8 @@ class DataConfig:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.repeated_aug < 1:
+            raise ValueError(f"repeated_aug must be >= 1 (1 = off; DeiT uses 3), got {self.repeated_aug}")
         if min(self.mixup_alpha, self.cutmix_alpha, self.padding, self.num_workers) < 0:
             raise ValueError("mixup_alpha, cutmix_alpha, padding and num_workers must be >= 0")
         if self.randaugment is not None:

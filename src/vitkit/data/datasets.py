@@ -6,8 +6,8 @@ carrying ``.seed``, or an ``(index, seed)`` pair) so that random crops do not de
 
 from __future__ import annotations
 
+import logging
 import random
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +21,8 @@ from vitkit.data.memory import load_in_memory
 from vitkit.data.named import NAMED, resolve_named
 from vitkit.data.sample_transforms import EvalTransform, TrainTransform
 from vitkit.data.sources import Source, split_source, verify
+
+log = logging.getLogger("vitkit.data")
 
 SampleTransform = Callable[[Image.Image, random.Random], torch.Tensor]
 _MAX_RETRIES = 10
@@ -68,9 +70,7 @@ class ImageDataset(Dataset):
             except DECODE_ERRORS as err:
                 if self.strict:
                     raise ValueError(f"unreadable image {self.source.describe(j)}: {err} (strict=True)") from err
-                warnings.warn(
-                    f"skipping unreadable image {self.source.describe(j)} ({err}); using the next one", stacklevel=2
-                )
+                log.warning(f"skipping unreadable image {self.source.describe(j)} ({err}); using the next one")
         raise RuntimeError(f"{_MAX_RETRIES} unreadable images in a row from {self.source.name}; check the data")
 
 
@@ -94,6 +94,11 @@ class InMemoryDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def subset(self, indices: list[int]) -> InMemoryDataset:
+        """The samples at ``indices``, still in memory (a seeded subset stays on the batched fast path)."""
+        targets = [self.targets[i] for i in indices]
+        return InMemoryDataset(self.images[indices], targets, self.classes, name=self.name)
 
     def __getitem__(self, index):  # noqa: ANN001 - int, (int, seed) or a list of either
         if isinstance(index, list):

@@ -10,8 +10,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from vitkit.data.files import atomic_path
-from vitkit.data.progress import Progress
+from vitkit.utils.files import atomic_path
+from vitkit.utils.progress import Progress
 
 # Indirection so that tests can stand in for the network.
 urlopen = urllib.request.urlopen

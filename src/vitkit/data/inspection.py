@@ -19,11 +19,11 @@ from vitkit.data.augment import BatchAugment
 from vitkit.data.config import DataConfig
 from vitkit.data.datasets import ImageDataset, resolve_source
 from vitkit.data.decode import decode, oriented_size
-from vitkit.data.files import atomic_path
 from vitkit.data.loader import sample_seed
 from vitkit.data.named import NAMED, resolve_named
 from vitkit.data.sample_transforms import TrainTransform
 from vitkit.data.sources import SPLIT_DIRS, Source, is_cifar_dir, verify
+from vitkit.utils.files import atomic_path
 
 _SIZE_BINS = (16, 32, 64, 128, 256, 512, 1024, 2048)
 _LINE = 12

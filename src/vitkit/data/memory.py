@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from vitkit.data.config import DataConfig
 from vitkit.data.decode import DECODE_ERRORS
-from vitkit.data.files import atomic_path
-from vitkit.data.progress import Progress
 from vitkit.data.sample_transforms import EvalTransform
 from vitkit.data.sources import Source, report_skipped, verify
+from vitkit.utils.files import atomic_path
+from vitkit.utils.progress import Progress
 
 _FORMAT = 1  # bump when the stored layout or the storage transform changes
+
+log = logging.getLogger("vitkit.data")
 
 
 def cache_root(cfg: DataConfig) -> Path:
@@ -130,7 +132,7 @@ def load_in_memory(source: Source, cfg: DataConfig) -> tuple[torch.Tensor, Sourc
                 images, keep = torch.from_numpy(stored["images"]), stored["keep"].tolist()
             return images, source.subset(keep)
         except (OSError, ValueError, KeyError) as err:
-            warnings.warn(f"ignoring unreadable cache {cache} ({err}); decoding again", stacklevel=2)
+            log.warning(f"ignoring unreadable cache {cache} ({err}); decoding again")
     images, keep = decode_all(source, cfg)
     if cache is not None:
         _save(cache, images, keep)
@@ -142,4 +144,4 @@ def _save(path: Path, images: torch.Tensor, keep: list[int]) -> None:
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, images=images.numpy(), keep=np.asarray(keep, dtype=np.int64))
     except OSError as err:
-        warnings.warn(f"could not write the in-memory cache {path} ({err}); the next run decodes again", stacklevel=3)
+        log.warning(f"could not write the in-memory cache {path} ({err}); the next run decodes again")

@@ -7,9 +7,9 @@ it with transforms. Listing never decodes; :func:`verify` checks the files and d
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import pickle
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,7 +18,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from vitkit.data.decode import DECODE_ERRORS, IMG_EXTENSIONS, check_file, decode, is_image_file
-from vitkit.data.progress import Progress
+from vitkit.utils.progress import Progress
+
+log = logging.getLogger("vitkit.data")
 
 # Folder names accepted for each split, in order of preference.
 SPLIT_DIRS = {
@@ -66,6 +68,8 @@ def image_folder(root: str | os.PathLike) -> Source:
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist (expected {root}/<class>/<image files>)")
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes and any(is_image_file(e.name) and e.is_file() for e in os.scandir(root)):
+        return unlabelled_folder(root)
     if not classes:
         raise ValueError(f"no class folders in {root}; expected {root}/<class name>/<image files>")
     paths: list[str] = []
@@ -83,6 +87,16 @@ def image_folder(root: str | os.PathLike) -> Source:
         paths += found
         targets += [label] * len(found)
     return Source(name=str(root), classes=classes, targets=targets, paths=paths, files=paths)
+
+
+UNLABELLED = -1  # the target of every image of an unlabelled set (self-supervised pre-training, e.g. MAE)
+
+
+def unlabelled_folder(root: str | os.PathLike) -> Source:
+    """``root/<image>`` with no class folders: a valid unlabelled set, ``classes == []`` and every target -1."""
+    root = Path(root)
+    paths = sorted(str(e.path) for e in os.scandir(root) if e.is_file() and is_image_file(e.name) and e.name[0] != ".")
+    return Source(name=str(root), classes=[], targets=[UNLABELLED] * len(paths), paths=paths, files=paths)
 
 
 def csv_list(path: str | os.PathLike) -> Source:
@@ -178,9 +192,7 @@ def split_source(root: str | os.PathLike, split: str) -> Source:
     if present:
         raise FileNotFoundError(f"{root} has split folders {present} but none for split {split!r} (looked for {names})")
     if split != "train":
-        warnings.warn(
-            f"{root} has no split folders (train/, val/, test/); using all of it for split {split!r}", stacklevel=2
-        )
+        log.warning(f"{root} has no split folders (train/, val/, test/); using all of it for split {split!r}")
     return image_folder(root)
 
 
@@ -238,4 +250,4 @@ def report_skipped(bad: list[str], where: str) -> None:
         return
     listed = "\n  ".join(bad[:_MAX_LISTED])
     more = f"\n  ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
-    warnings.warn(f"skipped {len(bad)} unreadable image(s) in {where}:\n  {listed}{more}", stacklevel=3)
+    log.warning(f"skipped {len(bad)} unreadable image(s) in {where}:\n  {listed}{more}")

@@ -31,8 +31,8 @@ def evaluate_model(
 
     ``augment`` is the eval-mode ``BatchAugment`` (normalisation only); without it images must already be float.
     """
-    from vitkit.train.distributed import all_reduce_sum
-    from vitkit.train.progress import ProgressBar
+    from vitkit.utils.distributed import all_reduce_sum
+    from vitkit.utils.progress import ProgressBar
 
     device = torch.device(device)
     was_training = model.training
@@ -64,7 +64,7 @@ def write_report(result: EvalResult, out_dir: str | Path) -> list[Path]:
     """Save ``metrics.json`` and ``confusion.png`` into ``out_dir``."""
     import json
 
-    from vitkit.train.state import atomic_write_text
+    from vitkit.utils.files import atomic_write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

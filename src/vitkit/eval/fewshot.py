@@ -104,7 +104,7 @@ def extract_features(
     model: nn.Module, loader, augment=None, device: torch.device | str = "cpu", precision: str = "bf16"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pre-logits features (N, D) in float32 and labels (N,) of every batch in ``loader``, model frozen."""
-    from vitkit.train.progress import ProgressBar
+    from vitkit.utils.progress import ProgressBar
 
     device = torch.device(device)
     model.eval()

@@ -15,11 +15,16 @@ from torch import nn
 
 def load_classifier(path: str | Path, **overrides: Any) -> tuple[nn.Module, list[str]]:
     """(model in eval mode, class names); names fall back to '0', '1', ... when the checkpoint has none."""
-    from vitkit import load_pretrained
+    from vitkit.weights.hub import is_hub_name
+    from vitkit.weights.load import load_pretrained
 
-    if not Path(path).exists():
+    if not Path(path).exists() and not is_hub_name(path):  # hub names (hf-hub:..., timm/...) resolve in the cache
         raise FileNotFoundError(f"checkpoint {path} not found")
     model = load_pretrained(str(path), **overrides)
+    if getattr(model.cfg, "family", "vit") == "mae":  # a whole MAE where a classifier is expected: its encoder
+        from vitkit.weights.mae import encoder_of
+
+        model = encoder_of(model, str(path))
     cfg = model.cfg
     classes = [str(c) for c in cfg.extra.get("classes") or []]
     if len(classes) != cfg.num_classes:

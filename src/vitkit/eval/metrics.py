@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from vitkit.utils.files import atomic_save_figure
+
 
 @dataclass
 class EvalResult:
@@ -83,8 +85,6 @@ def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...
 
 def plot_confusion(result: EvalResult, path: str, normalize: bool = True) -> str:
     """Write the confusion matrix as a PNG (rows: true class, columns: predicted), atomically."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,8 +110,6 @@ def plot_confusion(result: EvalResult, path: str, normalize: bool = True) -> str
                 ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if value > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=f"Confusion matrix (top-1 {100 * result.top1:.1f}%)")
     fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -16,10 +16,12 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vitkit.config import ViTConfig
 from vitkit.layers.block import Block
 from vitkit.layers.conv_stem import ConvStem
+from vitkit.layers.inputs import check_image_batch
 from vitkit.layers.patch_embed import PatchEmbed
 from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed, sincos_2d
 
@@ -51,6 +53,9 @@ class VisionTransformer(nn.Module):
         self.cfg = cfg = cfg.replace(**changes) if changes else cfg
         D = cfg.embed_dim
         self.num_prefix_tokens = cfg.num_prefix_tokens
+        self.num_classes = cfg.num_classes  # the head's size; reset_classifier changes it, never the config
+        self.dynamic_img_size = cfg.dynamic_img_size  # accept any image size (viz sets it for other resolutions)
+        self.grad_checkpointing = False  # recompute block activations in the backward pass (set_grad_checkpointing)
         self.distilled_training = False  # DeiT: return (cls, dist) logits separately while training
 
         self.patch_embed = _build_patch_embed(cfg)
@@ -136,8 +141,11 @@ class VisionTransformer(nn.Module):
                     nn.init.zeros_(head.bias)
 
     def reset_classifier(self, num_classes: int, zero_init: bool = True) -> None:
-        """Replace the head for ``num_classes`` (0 removes it), zero-initialised as for fine-tuning."""
-        self.cfg = self.cfg.replace(num_classes=num_classes, zero_head=zero_init)
+        """Replace the head for ``num_classes`` (0 removes it), zero-initialised as for fine-tuning.
+
+        The config keeps describing the model as built; ``self.num_classes`` is the new head's size.
+        """
+        self.num_classes = num_classes
         device = next(self.parameters()).device
         self.head = self._make_head(num_classes).to(device)
         if self.head_dist is not None:
@@ -154,17 +162,20 @@ class VisionTransformer(nn.Module):
         """Parameters that weight decay should skip: tokens and position tables (norms and biases too, by rule)."""
         return {n for n, _ in self.named_parameters() if n in _TOKEN_PARAMS}
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """Parameter groups for layer-wise learning-rate decay (timm's convention): the embedding, then one group
+        per block; unmatched parameters (final norm, head) form the last group."""
+        return {"stem": r"^(?:cls_token|dist_token|pos_embed|patch_embed)", "blocks": r"^blocks\.(\d+)"}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of storing them (about a third more
+        compute for memory that no longer grows with depth). State-dict names do not change."""
+        self.grad_checkpointing = enable
+
     # ------------------------------------------------------------------------------------------- embedding
     def _check_input(self, x: torch.Tensor) -> None:
         cfg = self.cfg
-        if x.ndim != 4:
-            hint = " add a batch dimension with x.unsqueeze(0)" if x.ndim == 3 else " pass images as (B, C, H, W)"
-            raise ValueError(f"expected a 4D tensor (B, C, H, W), got shape {tuple(x.shape)};{hint}")
-        if x.shape[1] != cfg.in_chans:
-            raise ValueError(
-                f"expected {cfg.in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
-                f"convert the images or build the model with in_chans={x.shape[1]}"
-            )
+        check_image_batch(x, cfg.in_chans)
         H, W = x.shape[-2:]
         ph, pw = cfg.patch_stride
         if H % ph or W % pw:
@@ -172,7 +183,7 @@ class VisionTransformer(nn.Module):
                 f"image size {H}x{W} is not divisible by the patch size {ph}x{pw}; resize or crop to a multiple, "
                 f"e.g. {H - H % ph}x{W - W % pw}"
             )
-        if not cfg.dynamic_img_size and (H, W) != cfg.img_size:
+        if not self.dynamic_img_size and (H, W) != cfg.img_size:
             raise ValueError(
                 f"model expects {cfg.img_size[0]}x{cfg.img_size[1]} images, got {H}x{W}; resize the input, build "
                 f"the model with img_size=({H}, {W}) (position embeddings are resampled on load), or pass "
@@ -213,9 +224,50 @@ class VisionTransformer(nn.Module):
         return self.pos_drop(x)
 
     # --------------------------------------------------------------------------------------------- forward
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        *,
+        return_attention: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]] | tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Embed, run the blocks and keep what block ``indices`` produce: the one pass every other forward uses.
+
+        ``indices``: None for every block, an int n for the last n, a list for those blocks (negatives count from
+        the end). Returns ``(features, intermediates)``: the final tokens after the last LayerNorm (B, T, D) and
+        each chosen block's output (B, T, D) (through the final norm with ``norm=True``); with
+        ``return_attention=True`` also each chosen block's attention probabilities (B, H, T, T), computed by an
+        explicit softmax (the fused kernel never forms them). ``stop_early`` skips blocks after the last chosen
+        one (``features`` then holds that block's normalised output).
+        """
+        depth = len(self.blocks)
+        if indices is None:
+            wanted = set(range(depth))
+        elif isinstance(indices, int):
+            wanted = set(range(depth - indices, depth))
+        else:
+            wanted = {i % depth for i in indices}
+        stop = max(wanted) + 1 if stop_early and wanted else depth
+        x = self.embed(x)  # (B, T, D)
+        outputs, maps = [], []
+        for i, block in enumerate(self.blocks[:stop]):
+            if return_attention and i in wanted:
+                x, attn = block(x, return_attention=True)  # (B, T, D), (B, H, T, T)
+                maps.append(attn)
+            elif self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+            if i in wanted:
+                outputs.append(self.norm(x) if norm else x)
+        x = self.norm(x)
+        return (x, outputs, maps) if return_attention else (x, outputs)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, prefix + N, D): all tokens after the final LayerNorm."""
-        return self.norm(self.blocks(self.embed(x)))
+        return self.forward_intermediates(x, indices=[])[0]
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, D): the class token, or the mean of the patch tokens."""
@@ -247,25 +299,12 @@ class VisionTransformer(nn.Module):
 
         Each is (B, T, D) with prefix tokens, or (B, D, gh, gw) patch maps with ``reshape=True``.
         """
-        depth = len(self.blocks)
-        wanted = set(range(depth - n, depth)) if isinstance(n, int) else {i % depth for i in n}
         grid = (x.shape[-2] // self.cfg.patch_stride[0], x.shape[-1] // self.cfg.patch_stride[1])
-        x = self.embed(x)
-        outputs = []
-        for i, block in enumerate(self.blocks):
-            x = block(x)
-            if i in wanted:
-                out = self.norm(x) if norm else x
-                if reshape:
-                    out = out[:, self.num_prefix_tokens :].transpose(1, 2).reshape(x.shape[0], -1, *grid)
-                outputs.append(out)
+        _, outputs = self.forward_intermediates(x, n, norm=norm, stop_early=True)
+        if reshape:  # (B, T, D) -> (B, D, gh, gw)
+            outputs = [o[:, self.num_prefix_tokens :].transpose(1, 2).reshape(o.shape[0], -1, *grid) for o in outputs]
         return outputs
 
     def get_attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Attention probabilities of every layer, each (B, heads, T, T); rows sum to one."""
-        x = self.embed(x)
-        maps = []
-        for block in self.blocks:
-            x, attn = block(x, return_attention=True)
-            maps.append(attn)
-        return maps
+        return self.forward_intermediates(x, return_attention=True)[2]

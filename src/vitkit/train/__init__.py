@@ -1,6 +1,6 @@
 """Training: typed recipes, the engine (optimiser, schedule, EMA, checkpoints, DDP) and the run folder.
 
-``train_model(load_recipe("recipes/cifar10_vit.yaml"))`` is ``vitkit train --config recipes/cifar10_vit.yaml``.
+``train_model(load_recipe("cifar10_vit"))`` is ``vitkit train --config cifar10_vit`` (a shipped recipe, by name).
 """
 
 from vitkit.train.loop import NonFiniteLossError, Trainer, TrainResult

@@ -1,6 +1,7 @@
 """Training recipes: YAML files parsed into typed, frozen dataclasses.
 
-A recipe has five sections, ``model``, ``data``, ``optim``, ``schedule`` and ``train``. Every key is checked
+A recipe has the sections ``model``, ``data``, ``optim``, ``schedule``, ``train`` and ``objective`` (what is
+minimised: ``name: classification`` when absent; see ``vitkit.train.objectives``). Every key is checked
 against its dataclass, so a typo is an error that lists the valid keys instead of a setting that silently does
 nothing, and every value is converted to its field's type (``--set optim.lr=3e-4`` gives a float).
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from vitkit.adapters.config import AdapterConfig
 from vitkit.config import ViTConfig
 
 MODEL_KEYS = ("name", "pretrained")
@@ -86,6 +88,7 @@ class TrainConfig:
     precision: Literal["bf16", "fp32"] = "bf16"
     sdpa_backend: Literal["auto", "math", "flash", "efficient"] = "auto"  # attention kernel; auto = PyTorch's pick
     compile: bool = False
+    parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP, one unit per block)
     grad_checkpointing: bool = False
     ema_decay: float | None = None
     ema_warmup: bool = True
@@ -103,6 +106,7 @@ class TrainConfig:
     output_dir: str = "runs"
     run_name: str | None = None
     progress: bool = True
+    tensorboard: bool = False  # also write metrics under tensorboard/ (pip install 'vitkit[train]')
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "accum_steps", "calibration_steps", "log_every_steps")
@@ -129,11 +133,13 @@ class Recipe:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    objective: dict[str, Any] = field(default_factory=lambda: {"name": "classification"})  # name + its options
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)  # method none: train the whole model
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON ready), model overrides written flat as in the recipe file."""
         out = {"name": self.name}
-        for section in ("model", "data", "optim", "schedule", "train"):
+        for section in _SECTIONS:
             out[section] = _plain(getattr(self, section))
         model = out["model"]
         model.update(model.pop("overrides"))
@@ -255,6 +261,13 @@ def build_dataclass(cls: type, data: Any, where: str) -> Any:
         raise ValueError(f"invalid '{where}': {err}") from None
 
 
+def _config_type(name: Any) -> type:
+    """The config class of a registered model name; ViTConfig for anything else (checked when the model is built)."""
+    from vitkit.registry import MODEL_CONFIGS
+
+    return type(MODEL_CONFIGS[name]) if isinstance(name, str) and name in MODEL_CONFIGS else ViTConfig
+
+
 def _model_section(data: Any) -> ModelSection:
     if data is None:
         return ModelSection()
@@ -262,13 +275,14 @@ def _model_section(data: Any) -> ModelSection:
         return data
     if not isinstance(data, dict):
         raise ValueError(f"model: expected a mapping, got {data!r}")
-    vit_hints = typing.get_type_hints(ViTConfig)
-    vit_fields = [f.name for f in dataclasses.fields(ViTConfig)]
+    config_type = _config_type(data.get("name"))  # the named model's family (ViT, MAE, ...) types the overrides
+    vit_hints = typing.get_type_hints(config_type)
+    vit_fields = [f.name for f in dataclasses.fields(config_type)]
     unknown = sorted(set(data) - set(MODEL_KEYS) - set(vit_fields))
     if unknown:
         raise ValueError(
-            f"unknown key(s) {unknown} in 'model'; valid keys: {list(MODEL_KEYS)} and the ViTConfig fields "
-            f"{sorted(vit_fields)}"
+            f"unknown key(s) {unknown} in 'model'; valid keys: {list(MODEL_KEYS)} and the {config_type.__name__} "
+            f"fields {sorted(vit_fields)}"
         )
     overrides = {k: _coerce(v, vit_hints[k], f"model.{k}") for k, v in data.items() if k not in MODEL_KEYS}
     head = {k: data[k] for k in MODEL_KEYS if k in data}
@@ -280,6 +294,9 @@ def recipe_from_dict(data: dict[str, Any], name: str | None = None) -> Recipe:
     """Build a :class:`Recipe` from nested plain data, checking every key and type."""
     if not isinstance(data, dict):
         raise ValueError(f"a recipe is a mapping with sections {_SECTIONS}, got {type(data).__name__}")
+    from vitkit.train.objectives.distill import distill_section
+
+    data = distill_section(data)  # `distill:` is shorthand for `objective: {name: distillation, ...}`
     unknown = sorted(set(data) - {"name", *_SECTIONS})
     if unknown:
         raise ValueError(f"unknown top-level key(s) {unknown}; valid keys: {['name', *_SECTIONS]}")
@@ -290,10 +307,21 @@ def recipe_from_dict(data: dict[str, Any], name: str | None = None) -> Recipe:
         optim=build_dataclass(OptimConfig, data.get("optim"), "optim"),
         schedule=build_dataclass(ScheduleConfig, data.get("schedule"), "schedule"),
         train=build_dataclass(TrainConfig, data.get("train"), "train"),
+        objective=_objective_section(data.get("objective")),
+        adapter=build_dataclass(AdapterConfig, data.get("adapter"), "adapter"),
     )
 
 
-_SECTIONS = ("model", "data", "optim", "schedule", "train")
+def _objective_section(data: Any) -> dict[str, Any]:
+    """``{"name": ..., **options}``, checked against the named objective's fields (classification by default)."""
+    from vitkit.train.objectives import build_objective
+
+    if data is not None and not isinstance(data, dict):
+        raise ValueError(f"objective: expected a mapping such as {{name: classification}}, got {data!r}")
+    return build_objective(data).options()
+
+
+_SECTIONS = ("model", "data", "optim", "schedule", "train", "objective", "adapter")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -307,7 +335,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
         if not sep or len(parts) != 2 or not all(parts):
             raise ValueError(f"override {item!r} must look like section.key=value, e.g. optim.lr=3e-4")
         section, name = parts
-        if section not in _SECTIONS:
+        if section not in (*_SECTIONS, "distill"):
             raise ValueError(f"override {item!r}: unknown section {section!r}; valid sections: {list(_SECTIONS)}")
         out.setdefault(section, {})
         out[section] = {**(out[section] or {}), name: yaml.safe_load(raw) if raw.strip() else None}
@@ -315,12 +343,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read a YAML recipe and apply ``--set``-style overrides; the recipe's name defaults to the file's stem."""
-    import yaml
+    """Read a YAML recipe (a path, or the name of a shipped one: ``cifar10_vit``) and apply ``--set``-style
+    overrides; the recipe's name defaults to the file's stem."""
+    from vitkit.train.catalog import resolve_recipe
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {path} not found; the shipped recipes are in the repository's recipes/")
+    path = resolve_recipe(path)
+    import yaml  # optional (vitkit[train]); the CLI turns its absence into a one-line hint
+
     with open(path) as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):

@@ -8,6 +8,7 @@ and its position embeddings resampled to the new resolution (paper Sec. 3.2).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 import time
 from pathlib import Path
@@ -17,44 +18,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from vitkit.train import distributed as dist_utils
+from vitkit.train.callbacks import Callback
+from vitkit.train.loaders import build_loaders
 from vitkit.train.loop import Trainer, TrainResult
+from vitkit.train.objectives import build_objective
+from vitkit.train.parallel import full_weights, is_sharded
 from vitkit.train.recipe import Recipe, dump_recipe
-from vitkit.train.state import atomic_write_text, find_resume_checkpoint, load_checkpoint
+from vitkit.train.state import load_resume_checkpoint
+from vitkit.utils import distributed as dist_utils
+from vitkit.utils.device import resolve_device
+from vitkit.utils.files import atomic_write_text
+from vitkit.utils.progress import console_logging
+from vitkit.utils.subsets import seeded_subset
 
-
-class SubsetDataset(torch.utils.data.Dataset):
-    """A fixed subset of a dataset that keeps ``classes`` and ``targets`` (for quick runs and tests)."""
-
-    def __init__(self, dataset, indices: list[int]) -> None:
-        self.dataset, self.indices = dataset, list(indices)
-        self.classes = list(getattr(dataset, "classes", []))
-        targets = getattr(dataset, "targets", None)
-        self.targets = [targets[i] for i in self.indices] if targets is not None else None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        from vitkit.data.loader import SeededIndex
-
-        index = self.indices[i]
-        # Keep the per-sample seed the loader attached, so a run is the same with any number of workers.
-        return self.dataset[SeededIndex(index, i.seed) if isinstance(i, SeededIndex) else index]
-
-
-def seeded_subset(dataset, size: int | None, seed: int):
-    """``size`` samples drawn without replacement by ``seed`` (the whole dataset when ``size`` is None)."""
-    if size is None or size >= len(dataset):
-        return dataset
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
-    keep = sorted(order[:size])
-    from vitkit.data import InMemoryDataset
-
-    if isinstance(dataset, InMemoryDataset):  # stay on the batched in-memory fast path
-        targets = [dataset.targets[i] for i in keep]
-        return InMemoryDataset(dataset.images[keep], targets, dataset.classes, name=dataset.name)
-    return SubsetDataset(dataset, keep)
+log = logging.getLogger("vitkit.train")
 
 
 def seed_everything(seed: int) -> None:
@@ -73,19 +50,30 @@ def build_datasets(recipe: Recipe) -> tuple[Any, Any, list[str]]:
     if t.eval_every_epochs > 0:
         eval_set = seeded_subset(build_dataset(recipe.data, t.eval_split), t.eval_subset, t.seed + 1)
     classes = list(getattr(train_set, "classes", None) or [])
+    if not classes and not _objective_needs_labels(recipe):  # self-supervised (MAE): an unlabelled set is fine
+        return train_set, eval_set, classes
     if not classes:
         raise ValueError("the training set names no classes (dataset.classes); vitkit needs them to size the head")
     return train_set, eval_set, classes
 
 
-def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
+def _objective_needs_labels(recipe: Recipe) -> bool:
+    from vitkit.train.objectives import objective_class
+
+    return getattr(objective_class(recipe.objective.get("name", "classification")), "needs_labels", True)
+
+
+def build_model(recipe: Recipe, classes: list[str] | int) -> nn.Module:
     """The recipe's model at the data's resolution: from the registry, or from ``model.pretrained``.
 
     A new model takes the data's normalisation into its config, so the exported weights carry it; a pre-trained
-    one keeps its own normalisation and the data follows it (see :func:`align_data`).
+    one keeps its own normalisation and the data follows it (see :func:`align_data`). The class names go into
+    ``cfg.extra["classes"]`` when the model is built (configs never change afterwards), so every checkpoint of it
+    can label its predictions.
     """
-    from vitkit.registry import create_model
+    from vitkit.registry import create_model, get_config
 
+    names = None if isinstance(classes, int) else [str(c) for c in classes]  # an int: a count, no names
     m, data = recipe.model, recipe.data
     overrides = dict(m.overrides)
     overrides.setdefault("img_size", data.img_size)
@@ -93,14 +81,37 @@ def build_model(recipe: Recipe, num_classes: int) -> nn.Module:
         raise ValueError(
             f"model.img_size {overrides['img_size']} differs from data.img_size {data.img_size}; set only data.img_size"
         )
-    overrides["num_classes"] = num_classes
+    headless = not m.pretrained and not hasattr(get_config(m.name), "num_classes")  # e.g. MAE pre-training
+    if not headless:
+        overrides["num_classes"] = classes if names is None else len(names)
     if m.pretrained:
-        from vitkit import load_pretrained
+        from vitkit.weights.load import load_pretrained
 
-        return load_pretrained(m.pretrained, **overrides)
+        model = load_pretrained(m.pretrained, **overrides)
+        if names is None:
+            return model
+        extra = {**model.cfg.extra, "classes": names}  # keep what the checkpoint recorded (its name, ...)
+        return model if model.cfg.extra == extra else _rebuilt(model, model.cfg.replace(extra=extra))
     for key in ("mean", "std", "crop_pct"):
         overrides.setdefault(key, getattr(data, key))
+    if names and not headless:
+        overrides["extra"] = {**overrides.get("extra", {}), "classes": names}
     return create_model(m.name, **overrides)
+
+
+def _rebuilt(model: nn.Module, cfg: Any) -> nn.Module:
+    """A new model of config ``cfg`` holding ``model``'s weights (configs are not changed in place)."""
+    net = cfg.build()
+    net.load_state_dict(model.state_dict())
+    return net.train(model.training)
+
+
+def model_meta(model: nn.Module) -> dict[str, Any]:
+    """What checkpoints store beside the weights so ``load_pretrained`` can rebuild the model."""
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(cfg, "to_dict"):
+        return {}
+    return {"model_config": cfg.to_dict(), "model_family": getattr(cfg, "family", "vit")}
 
 
 def align_data(recipe: Recipe, model: nn.Module) -> Recipe:
@@ -121,63 +132,78 @@ def run_folder(recipe: Recipe) -> Path:
     return Path(t.output_dir) / (t.run_name or recipe.name)
 
 
-def train_model(recipe: Recipe, resume: bool | str | Path = False, run_dir: str | Path | None = None) -> TrainResult:
+def train_model(
+    recipe: Recipe,
+    resume: bool | str | Path = False,
+    run_dir: str | Path | None = None,
+    callbacks: list[Callback] | tuple[Callback, ...] = (),
+) -> TrainResult:
     """Train as ``recipe`` says, writing the run folder (``train.output_dir/run_name``, see ``runlog``).
 
     ``resume=True`` continues the run folder's last checkpoint; a path names a checkpoint or run folder. Under
     ``torchrun`` this runs data-parallel over the processes, with rank 0 logging and checkpointing.
     """
     clock = time.perf_counter()  # the wall time of the run includes loading data
+    console_logging()
     t = recipe.train
+    threads = torch.get_num_threads()  # restored at the end: a library call leaves the process as it found it
     if t.threads:
         torch.set_num_threads(t.threads)
-    device = dist_utils.resolve_device(t.device)
+    device = resolve_device(t.device)
     dist = dist_utils.setup(device)
     try:
         folder = Path(run_dir) if run_dir is not None else run_folder(recipe)
         state = None
         if resume:
-            path = find_resume_checkpoint(folder if resume is True else resume)
-            state = load_checkpoint(path)
+            path, state = load_resume_checkpoint(folder if resume is True else resume)
             if path.parent.name == "checkpoints" and run_dir is None:
                 folder = path.parent.parent
             if dist.is_main:
                 _report_recipe_changes(state.get("recipe", {}), recipe.to_dict())
-        elif (folder / "checkpoints" / "last.pt").exists():
+        elif dist_utils.broadcast_object((folder / "checkpoints" / "last.pt").exists(), dist):  # rank 0 decides
             raise ValueError(
                 f"{folder} already holds a run; continue it with --resume, or train into another folder with "
                 "--set train.run_name=NAME (or delete the folder)"
             )
         seed_everything(t.seed)
         train_set, eval_set, classes = build_datasets(recipe)
-        model = build_model(recipe, len(classes))
-        name_classes(model, classes)
+        model = build_model(recipe, classes)
+        from vitkit.adapters.training import adapt_for_training
+
+        adapt_for_training(model, recipe.adapter, announce=dist.is_main)  # before the optimiser sees requires_grad
         recipe = align_data(recipe, model)
         if dist.is_main:
             atomic_write_text(dump_recipe(recipe), folder / "config.yaml")
+        train_loader, eval_loader = build_loaders(recipe, train_set, eval_set, dist)
         trainer = Trainer(
-            model, recipe, train_set, eval_set, classes=classes, run_dir=folder, device=device, dist=dist,
-            start_time=clock,
+            model, recipe, train_loader, eval_loader, objective=build_objective(recipe.objective), classes=classes,
+            run_dir=folder, device=device, dist=dist, start_time=clock, callbacks=callbacks,
+            checkpoint_meta=model_meta(model),
         )  # fmt: skip
         result = trainer.fit(state)
+        final = result.ema_model or result.model
+        if is_sharded(final):  # FSDP: gather the whole weights (every rank takes part) into an unsharded copy
+            weights, final = full_weights(final), final.cfg.build()
+            if dist.is_main:
+                final.load_state_dict(weights)
         if dist.is_main:
-            export_model(result.ema_model or result.model, folder / "model.safetensors")
+            export_model(final, folder / "model.safetensors")
         return result
     finally:
         dist_utils.cleanup(dist)
+        torch.set_num_threads(threads)
 
 
 def export_model(model: nn.Module, path: Path) -> Path:
-    """Save the final weights with ``vitkit.save_pretrained``: config (class names in ``cfg.extra``) included."""
-    from vitkit import save_pretrained
+    """Save the final weights with ``save_pretrained``: config (class names in ``cfg.extra``) included. An adapted
+    model writes only its adapters and head (``adapters.safetensors`` beside ``path``)."""
+    from vitkit.adapters.training import is_adapted, save_run_adapters
+
+    if is_adapted(model):
+        return save_run_adapters(model, path.parent)
+    from vitkit.weights.load import save_pretrained
 
     return save_pretrained(model, path)
-
-
-def name_classes(model: nn.Module, classes: list[str]) -> None:
-    """Record the class names in the model's config, so every checkpoint of it can label its predictions."""
-    cfg = model.cfg
-    model.cfg = cfg.replace(extra={**cfg.extra, "classes": list(classes)})  # a new dict: configs share theirs
 
 
 def finetune(
@@ -202,7 +228,7 @@ def _report_recipe_changes(saved: dict[str, Any], current: dict[str, Any]) -> No
             if _norm(before) != _norm(value):
                 changed.append(f"{section}.{key}: {before!r} -> {value!r}")
     if changed:
-        print("note: the recipe differs from the checkpoint's: " + "; ".join(changed))
+        log.info("note: the recipe differs from the checkpoint's: " + "; ".join(changed))
 
 
 def _norm(value: Any) -> Any:

@@ -6,24 +6,27 @@ runs/NAME/
   checkpoints/last.pt    resumable state; best.pt: the best evaluation so far
   model.safetensors      the final weights, readable by vitkit.load_pretrained
   plots/*.png            loss, accuracy (by epoch and by wall time) and learning rate, drawn at the end
-  tensorboard/           only if the tensorboard package is installed
+  tensorboard/           with train.tensorboard: true (pip install 'vitkit[train]'): the scalars of metrics.jsonl
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
-from vitkit.train.progress import format_duration
-from vitkit.train.state import atomic_write_text
+from vitkit.utils.files import atomic_save_figure, atomic_write_text
+from vitkit.utils.progress import format_duration
+
+log = logging.getLogger("vitkit.train")
 
 
 class RunLog:
-    """Appends metrics to ``metrics.jsonl`` (and TensorBoard when installed). Only rank 0 makes one."""
+    """Appends metrics to ``metrics.jsonl`` (and to TensorBoard with ``tensorboard``). Only rank 0 makes one."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, tensorboard: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "metrics.jsonl"
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -54,6 +57,8 @@ def _tensorboard_writer(folder: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional: metrics.jsonl has everything
+        log.warning("note: train.tensorboard is set but tensorboard is not installed (pip install 'vitkit[train]'); "
+                    "metrics.jsonl holds every number")  # fmt: skip
         return None
     return SummaryWriter(str(folder))
 
@@ -93,13 +98,9 @@ def plot_metrics(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     written = []
 
     def save(fig, name: str) -> None:
-        path = out_dir / name
-        tmp = out_dir / f".{name}.tmp.png"
         fig.tight_layout()
-        fig.savefig(tmp, dpi=110)
+        written.append(atomic_save_figure(fig, out_dir / name, dpi=110))
         plt.close(fig)
-        tmp.replace(path)
-        written.append(path)
 
     if steps:
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -8,46 +8,25 @@ while saving leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import os
+import logging
+import pickle
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from vitkit.utils.files import atomic_write
+
+log = logging.getLogger("vitkit.train")
 FORMAT = "vitkit.train_state"
 VERSION = 1
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(text: str, path: str | Path) -> Path:
-    """Write text through a temporary file and a rename, like :func:`atomic_save`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename onto ``path``."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 # ----------------------------------------------------------------------------------------------------- RNG
@@ -113,3 +92,33 @@ def find_resume_checkpoint(target: str | Path) -> Path:
             "train.checkpoint_every_steps), or start afresh without --resume"
         )
     return target
+
+
+_UNREADABLE = (RuntimeError, EOFError, OSError, pickle.UnpicklingError)  # torch.load on a cut or corrupt file
+
+
+def load_resume_checkpoint(target: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(path, state) to resume from ``target`` (a checkpoint or a run folder).
+
+    When the checkpoint cannot be read (a disk filled up or a copy was cut short), the newest intact resumable
+    checkpoint beside it (``best.pt`` holds a full state too) is used instead, with a note naming both.
+    """
+    path = find_resume_checkpoint(target)
+    try:
+        return path, load_checkpoint(path)
+    except _UNREADABLE as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        for other in sorted(path.parent.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True):
+            if other == path:
+                continue
+            try:
+                state = load_checkpoint(other)
+            except (*_UNREADABLE, ValueError):
+                continue
+            if "optimizer" in state:
+                step = state.get("progress", {}).get("global_step", "?")
+                log.warning(f"note: {path} is unreadable ({reason}); resuming from {other} (step {step}) instead")
+                return other, state
+        raise ValueError(
+            f"{path} is unreadable ({reason}) and no intact checkpoint lies beside it; start afresh without --resume"
+        ) from None

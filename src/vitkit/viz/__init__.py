@@ -10,7 +10,7 @@ from vitkit.viz.embeddings import filter_components, patch_position_embeddings, 
 from vitkit.viz.rollout import attention_rollout, query_attention, rollout_map
 
 # What `visualize` / `vitkit visualize --kind` draw; the first three need images.
-KINDS = ("rollout", "heads", "distance", "posembed", "filters")
+KINDS = ("rollout", "heads", "distance", "posembed", "filters", "reconstruction")  # the last: MAE only
 
 __all__ = [
     "KINDS",

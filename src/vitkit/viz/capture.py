@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from vitkit.data.progress import Progress
+from vitkit.utils.progress import Progress
 
 
 def image_size_pair(size: int | tuple[int, int] | list[int] | None, default: tuple[int, int]) -> tuple[int, int]:
@@ -28,9 +28,8 @@ def image_size_pair(size: int | tuple[int, int] | list[int] | None, default: tup
 def prepare_model(model: nn.Module, img_size: tuple[int, int] | None = None) -> nn.Module:
     """Put ``model`` in eval mode and let it accept ``img_size`` (position embeddings resampled on the fly)."""
     model.eval()
-    cfg = model.cfg
-    if img_size is not None and tuple(img_size) != tuple(cfg.img_size) and not cfg.dynamic_img_size:
-        model.cfg = cfg.replace(dynamic_img_size=True)
+    if img_size is not None and tuple(img_size) != tuple(model.cfg.img_size):
+        model.dynamic_img_size = True  # a runtime switch of the model; its config keeps describing it as built
     return model
 
 

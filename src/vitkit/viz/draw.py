@@ -33,7 +33,7 @@ def load_model(checkpoint: str | Path | nn.Module) -> tuple[nn.Module, str]:
         return checkpoint, type(checkpoint).__name__
     path = Path(checkpoint)
     if path.exists():
-        from vitkit import load_pretrained
+        from vitkit.weights.load import load_pretrained
 
         shown = path.resolve()
         return load_pretrained(path), f"{shown.parent.name}/{shown.name}" if path.is_file() else shown.name
@@ -121,6 +121,8 @@ def visualize(
     batch_size: int = 32,
     device: str = "cpu",
     dpi: int = 100,
+    mask_ratio: float | None = None,
+    point: tuple[int, int] | None = None,
 ) -> list[Path]:
     """Draw the requested ``kinds`` (see :data:`KINDS`, or ``'all'``) for a model and write PNGs to ``out_dir``.
 
@@ -134,6 +136,23 @@ def visualize(
     if unknown:
         raise ValueError(f"unknown kind(s) {unknown}; choose from {list(KINDS)} or 'all'")
     model, name = load_model(checkpoint)
+    if getattr(model.cfg, "family", "vit") == "mae" or "reconstruction" in kinds and not everything:
+        from vitkit.viz.reconstruction import draw_reconstructions  # MAE: the paper's Fig. 2 (He et al. 2022)
+
+        others = [k for k in kinds if k != "reconstruction"] if not everything else []
+        if others:
+            raise ValueError(
+                f"an MAE checkpoint draws only --kind reconstruction, not {others}; for the encoder's attention, "
+                "export it first: vitkit convert CKPT encoder.safetensors --num-classes 0"
+            )
+        return draw_reconstructions(model, name, images, out_dir, mask_ratio=mask_ratio, max_images=max_images,
+                                    batch_size=batch_size, device=device, dpi=dpi)  # fmt: skip
+    kinds = [k for k in kinds if k != "reconstruction"]  # 'all' on a ViT
+    if getattr(model.cfg, "family", "vit") == "swin":  # windowed attention: what applies to it (viz/swin.py)
+        from vitkit.viz.swin import draw_swin
+
+        options = dict(layer=layer, point=point, img_size=img_size, max_images=max_images, batch_size=batch_size)
+        return draw_swin(model, name, kinds, images, out_dir, everything=everything, device=device, dpi=dpi, **options)
     if everything:  # 'all' means all that apply: no table to compare, or no pixel filters on a hybrid's CNN stem
         kinds = [k for k in kinds if not (k == "posembed" and model.cfg.pos_embed == "none")]
         kinds = [k for k in kinds if not (k == "filters" and model.cfg.backbone_layers is not None)]

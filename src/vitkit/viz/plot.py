@@ -8,7 +8,6 @@ Files are written atomically.
 from __future__ import annotations
 
 import math
-import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+
+from vitkit.utils.files import atomic_save_figure
 
 HEAT_CMAP = "jet"
 CBAR_INCHES = 1.3
@@ -30,16 +31,7 @@ def grid_figsize(rows: int, cols: int, panel: float, colorbar: bool = True) -> t
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG through a temporary file and ``os.replace``, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder, so os.replace is atomic
-    try:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_save_figure(fig, path, dpi=dpi)
 
 
 def upsample(maps: torch.Tensor | np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -105,6 +105,9 @@ def _adapt_vit(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTConfig) -
             del state[key]
         if dropped:
             log.info("dropped the checkpoint's pre-logits layer (representation_size %s)", src.representation_size)
+    if dst.fc_norm and not src.fc_norm and "norm.weight" in state:  # MAE fine-tuning: the final norm after pooling
+        state = {("fc_norm." + k[5:] if k.startswith("norm.") else k): v for k, v in state.items()}
+        log.info("moved the checkpoint's final LayerNorm after the pooling (fc_norm), as MAE fine-tunes")
     drop_head(state, src, dst)
     return state
 

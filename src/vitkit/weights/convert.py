@@ -15,6 +15,7 @@ from torch import nn
 from vitkit.weights import io
 from vitkit.weights.hf import to_hf
 from vitkit.weights.load import load_pretrained, save_pretrained
+from vitkit.weights.swin import to_hf_swin
 from vitkit.weights.timm import to_timm
 
 log = logging.getLogger("vitkit.weights")
@@ -23,7 +24,8 @@ TARGETS = ("vitkit", "hf", "timm")
 
 def save_hf(model: nn.Module, folder: str | Path) -> Path:
     """A transformers ``save_pretrained`` folder: config.json, model.safetensors, preprocessor_config.json."""
-    state, config, preprocessor = to_hf(model.state_dict(), model.cfg)
+    writer = to_hf_swin if model.cfg.family == "swin" else to_hf
+    state, config, preprocessor = writer(model.state_dict(), model.cfg)
     folder = Path(folder)
     if folder.is_file():
         raise ValueError(f"{folder} is a file; the Hugging Face layout is a folder")
@@ -37,7 +39,8 @@ def save_hf(model: nn.Module, folder: str | Path) -> Path:
 
 def save_timm(model: nn.Module, path: str | Path) -> Path:
     """A plain timm state dict: ``.pth``/``.bin`` via torch.save, anything else as safetensors."""
-    state = io.plain_tensors(to_timm(model.state_dict(), model.cfg))
+    state = model.state_dict()  # a Swin's names already are timm's current ones
+    state = io.plain_tensors(state if model.cfg.family == "swin" else to_timm(state, model.cfg))
     path = Path(path)
     if path.suffix in (".pth", ".pt", ".bin"):
         return io.write_torch(state, path)

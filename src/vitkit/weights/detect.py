@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from vitkit.weights import io
+from vitkit.weights.bit import is_bit_npz, is_resnetv2_state
 from vitkit.weights.errors import CheckpointError
 from vitkit.weights.hf import MODEL_TYPES
 from vitkit.weights.jax import find_prefix
+from vitkit.weights.mae import HF_MODEL_TYPE as HF_MAE_TYPE
+from vitkit.weights.mae import is_mae_layout
+from vitkit.weights.swin import HF_MODEL_TYPE as HF_SWIN_TYPE
+from vitkit.weights.swin import is_swin_layout, swin_format
 from vitkit.weights.timm import is_timm_layout, unwrap_state_dict
 
 CONFIG_KEY = "vitkit.config"  # safetensors metadata entry holding the config's to_dict() as JSON
@@ -24,7 +29,7 @@ TRAIN_FORMAT = "vitkit.train_state"  # see vitkit.train.state
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 EXPECTED = (
-    "a vitkit .safetensors file, a timm state dict (.safetensors/.pth/.bin), a JAX .npz, or a folder from "
+    "a vitkit .safetensors file, a timm state dict (.safetensors/.pth/.bin), a JAX or BiT .npz, or a folder from "
     "transformers' or timm's save_pretrained (config.json + model.safetensors or pytorch_model.bin)"
 )
 
@@ -70,10 +75,12 @@ def _read_dir(path: Path) -> Checkpoint:
     tensors: dict[str, Any] = {}
     for file in weights:
         tensors.update(_read_tensors(file))
-    if config.get("model_type") in MODEL_TYPES:
+    if config.get("model_type") in (*MODEL_TYPES, HF_MAE_TYPE, HF_SWIN_TYPE):
         prep_path = path / "preprocessor_config.json"
         prep = io.read_json(prep_path) if prep_path.exists() else None
-        return Checkpoint("hf", weights[0], tensors, {"config": config, "preprocessor": prep})
+        kind = "hf_mae" if config["model_type"] == HF_MAE_TYPE else "hf"  # ViTMAEForPreTraining: weights/mae.py
+        kind = "hf_swin" if config["model_type"] == HF_SWIN_TYPE else kind  # transformers' Swin: weights/swin.py
+        return Checkpoint(kind, weights[0], tensors, {"config": config, "preprocessor": prep})
     if "architecture" in config:  # timm's push_to_hf_hub / save_for_hf layout
         return Checkpoint("timm", weights[0], tensors, {"hub_config": config})
     raise CheckpointError(
@@ -124,6 +131,8 @@ def _read_file(path: Path) -> Checkpoint:
         return _classify(path, tensors)
     if kind == "npz":
         arrays = io.read_npz(path)
+        if is_bit_npz(arrays):  # an original BiT ResNet (big_transfer)
+            return Checkpoint("bit", path, arrays)
         if find_prefix(arrays) is None:
             raise CheckpointError(
                 f"{path}: a .npz without 'embedding/kernel'; expected a vit_jax / big_vision ViT checkpoint "
@@ -142,8 +151,12 @@ def _read_file(path: Path) -> Checkpoint:
 
 
 def _classify(path: Path, tensors: dict[str, Any]) -> Checkpoint:
-    if is_timm_layout(tensors):
+    if is_mae_layout(tensors):  # facebookresearch/mae pre-training weights (encoder + decoder)
+        return Checkpoint("mae", path, tensors)
+    if is_timm_layout(tensors) or is_resnetv2_state(tensors):
         return Checkpoint("timm", path, tensors)
+    if is_swin_layout(tensors):  # timm's Swin, or the original release's layout (weights/swin.py)
+        return Checkpoint(swin_format(tensors), path, tensors)
     if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in tensors):
         raise CheckpointError(
             f"{path}: Hugging Face ViT weights without their config; pass the folder that holds this file and "

@@ -196,7 +196,12 @@ def to_hf(state: dict[str, torch.Tensor], cfg: ViTConfig) -> tuple[dict[str, tor
     )
     if cfg.representation_size:
         config.update(pooler_output_size=cfg.representation_size, pooler_act="tanh")
-    preprocessor = dict(
+    return out, config, hf_preprocessor(cfg)
+
+
+def hf_preprocessor(cfg: Any) -> dict[str, Any]:
+    """preprocessor_config.json for a model config with img_size, mean, std and crop_pct (any family)."""
+    return dict(
         image_processor_type="ViTImageProcessor",  # resize only: vitkit's crop_pct is not represented
         do_resize=True,
         size={"height": cfg.img_size[0], "width": cfg.img_size[1]},
@@ -208,4 +213,3 @@ def to_hf(state: dict[str, torch.Tensor], cfg: ViTConfig) -> tuple[dict[str, tor
         image_std=list(cfg.std),
         crop_pct=cfg.crop_pct,  # not used by ViTImageProcessor; read back by vitkit
     )
-    return out, config, preprocessor

@@ -9,19 +9,17 @@ target folder and is renamed into place, so an interrupted save never leaves a h
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import struct
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from vitkit.utils.files import atomic_path
 from vitkit.weights.errors import CheckpointError, UnsafeCheckpointError
 
 _DAMAGED = "the file is truncated or corrupt; download or save it again"
@@ -124,21 +122,6 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``, on failure removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
     with atomic_path(path) as tmp:
         write(tmp)

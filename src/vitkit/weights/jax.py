@@ -89,9 +89,7 @@ def _backbone_layers(keys, p: str) -> tuple[int, ...] | None:
     for k in keys:
         if m := re.match(rf"{re.escape(p)}block(\d+)/unit(\d+)/", k):
             units[int(m.group(1))] = max(units.get(int(m.group(1)), 0), int(m.group(2)))
-    if not units:
-        raise CheckpointError("a ResNet root (conv_root) without ResNet stages is not supported (stem-only hybrid)")
-    return tuple(units[s] for s in sorted(units))
+    return tuple(units[s] for s in sorted(units))  # () for a root-only ResNet (R+Ti/16)
 
 
 # --------------------------------------------------------------------------------------------- tables
@@ -124,8 +122,9 @@ def _norm_rules(dst: str, src: str, optional: bool = False) -> list[Rule]:
 
 def _backbone_rules(p: str, layers: tuple[int, ...]) -> list[Rule]:
     t = "patch_embed.backbone."
-    rules = [rule(t + "stem.conv.weight", f"{p}conv_root/kernel", fn=_conv)]
-    rules += _norm_rules(t + "stem.norm", f"{p}gn_root")
+    stem = t + ("stem." if layers else "")  # timm names a root-only backbone by its stem's modules
+    rules = [rule(stem + "conv.weight", f"{p}conv_root/kernel", fn=_conv)]
+    rules += _norm_rules(stem + "norm", f"{p}gn_root")
     for s, units in enumerate(layers):
         for u in range(units):
             src, dst = f"{p}block{s + 1}/unit{u + 1}/", f"{t}stages.{s}.blocks.{u}."
@@ -187,7 +186,7 @@ def convert_jax(
     (mha,) = _sub_index(keys, f"{p}Transformer/encoderblock_0/", "MultiHeadDotProductAttention")
     query = arrays[f"{p}Transformer/encoderblock_0/MultiHeadDotProductAttention_{mha}/query/kernel"]  # (D, H, D/H)
     class_token = "cls_token" in state
-    stride = 4 * 2 ** (len(layers) - 1) if layers else 1
+    stride = 4 * 2 ** max(len(layers) - 1, 0) if layers is not None else 1
     patch = (stride * emb.shape[0], stride * emb.shape[1])  # pixels per token
     hint = None if base is None else (base.img_size[0] // patch[0], base.img_size[1] // patch[1])
     grid, with_prefix = position_grid(state["pos_embed"].shape[1], int(class_token), source, hint)
@@ -196,7 +195,7 @@ def convert_jax(
     fields = dict(
         img_size=(grid[0] * patch[0], grid[1] * patch[1]),
         patch_size=(emb.shape[0], emb.shape[1]),
-        in_chans=arrays[f"{p}conv_root/kernel"].shape[2] if layers else emb.shape[2],
+        in_chans=arrays[f"{p}conv_root/kernel"].shape[2] if layers is not None else emb.shape[2],
         embed_dim=emb.shape[-1],
         depth=depth,
         num_heads=query.shape[1],
@@ -207,7 +206,7 @@ def convert_jax(
         representation_size=state["pre_logits.fc.weight"].shape[0] if "pre_logits.fc.weight" in state else None,
         num_classes=state["head.weight"].shape[0] if "head.weight" in state else 0,
         backbone_layers=layers,
-        backbone_width=arrays[f"{p}conv_root/kernel"].shape[-1] if layers else 64,
+        backbone_width=arrays[f"{p}conv_root/kernel"].shape[-1] if layers is not None else 64,
         act_layer="gelu_tanh",  # flax.linen.gelu defaults to approximate=True
         norm_eps=1e-6,  # flax.linen.LayerNorm default
     )

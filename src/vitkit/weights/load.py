@@ -21,10 +21,14 @@ from torch import nn
 from vitkit.config import ModelConfig, ViTConfig, config_from_dict
 from vitkit.weights import io
 from vitkit.weights.adapt import HEAD_PREFIXES, PRE_LOGITS_PREFIX, adapt_state_dict, head_changed
+from vitkit.weights.bit import convert_bit, convert_timm_resnetv2, is_resnetv2_state
 from vitkit.weights.detect import CONFIG_KEY, FAMILY_KEY, Checkpoint, read_checkpoint
 from vitkit.weights.errors import CheckpointError, StateDictMismatchError
 from vitkit.weights.hf import convert_hf
+from vitkit.weights.hub import download, is_hub_name
 from vitkit.weights.jax import convert_jax
+from vitkit.weights.mae import convert_hf_mae, convert_official, take_encoder, wants_encoder
+from vitkit.weights.swin import convert_hf_swin, convert_timm_swin, is_swin_layout
 from vitkit.weights.timm import convert_timm
 
 log = logging.getLogger("vitkit.weights")
@@ -109,10 +113,26 @@ def convert_to_vitkit(
         return convert_hf(ckpt.tensors, ckpt.meta["config"], ckpt.meta.get("preprocessor"), source)
     if ckpt.format == "jax":
         return convert_jax(ckpt.tensors, _registry_config(model) if model else None, source)
+    if ckpt.format == "bit":
+        return convert_bit(ckpt.tensors, _registry_config(model) if model else None, source)
     if ckpt.format == "timm":
         hub = ckpt.meta.get("hub_config")
         base = _registry_config(model) if model else _hub_base(hub, source)
+        if is_resnetv2_state(ckpt.tensors):
+            return convert_timm_resnetv2(ckpt.tensors, base, source)
+        if is_swin_layout(ckpt.tensors) or getattr(base, "family", None) == "swin":
+            return convert_timm_swin(ckpt.tensors, base, source)
         return convert_timm(ckpt.tensors, base, num_heads, source)
+    if ckpt.format == "swin_original":  # microsoft/Swin-Transformer's release (and timm < 0.9)
+        return convert_timm_swin(ckpt.tensors, _registry_config(model) if model else None, source)
+    if ckpt.format == "hf_swin":
+        if model is not None:
+            log.warning("%s carries its own config.json; model=%r is ignored", source, model)
+        return convert_hf_swin(ckpt.tensors, ckpt.meta["config"], ckpt.meta.get("preprocessor"), source)
+    if ckpt.format == "mae":  # facebookresearch/mae; heads from the named model or the registry's MAE
+        return convert_official(ckpt.tensors, _registry_config(model) if model else None, source)
+    if ckpt.format == "hf_mae":
+        return convert_hf_mae(ckpt.tensors, ckpt.meta["config"], ckpt.meta.get("preprocessor"), source)
     raise CheckpointError(f"{source}: no converter for format {ckpt.format!r}")
 
 
@@ -133,25 +153,47 @@ def _hub_base(hub: dict[str, Any] | None, source: str) -> ViTConfig | None:
 
 
 def load_pretrained(
-    source: str | Path | nn.Module, model: str | nn.Module | None = None, strict: bool = True, **overrides: Any
+    source: str | Path | nn.Module,
+    model: str | nn.Module | None = None,
+    strict: bool = True,
+    adapters: str | Path | list[str | Path] | None = None,
+    **overrides: Any,
 ) -> nn.Module:
     """Load any supported checkpoint into a vitkit model (in eval mode), in the numerics of the code that wrote it.
 
-    ``source`` is a file or folder (vitkit, timm, Hugging Face or JAX; detected from its contents) or a built
+    ``source`` is a file or folder (vitkit, timm, Hugging Face or JAX; detected from its contents), a hub name
+    (``hf-hub:google/vit-base-patch16-224``, ``timm/vit_base_patch16_224.augreg2_in21k_ft_in1k``) or a built
     model. ``model`` is a registry name supplying what the weights cannot fix (a timm file's number of heads),
     or a built model to load into. ``overrides`` are ViTConfig fields: ``num_classes`` replaces the head with a
     zero-initialised one, ``img_size`` resamples the position embeddings in 2D, others (``drop_path_rate``, ...)
     change the built model. With ``strict=False`` weights that do not fit are reported instead of raising.
+    ``adapters`` puts saved adapters onto the loaded base (a vitkit adapter file, refused when trained on another
+    backbone, or a peft LoRA folder; a list of adapter files gives an ensemble averaging their probabilities).
     """
+    if adapters is not None:
+        from functools import partial
+
+        from vitkit.adapters.loading import load_with_adapters
+
+        return load_with_adapters(partial(load_pretrained, source, model, strict), adapters, overrides)
     if isinstance(source, nn.Module):
         if not isinstance(getattr(source, "cfg", None), ModelConfig):
             raise TypeError(f"source must be a checkpoint path or a vitkit model, got {type(source).__name__}")
         state, cfg, where = source.state_dict(), source.cfg, type(source).__name__
     else:
+        if is_hub_name(source):  # hf-hub:ORG/NAME or timm/NAME: through the Hugging Face cache (weights/hub.py)
+            source = download(source)
         ckpt = read_checkpoint(source)
         name = model if isinstance(model, str) else None
         state, cfg = convert_to_vitkit(ckpt, name, overrides.get("num_heads"))
         where = f"{ckpt.path} ({ckpt.format})"
+    if wants_encoder(cfg, overrides, model):  # a whole MAE where a ViT is expected: its encoder, with a note
+        state, cfg = take_encoder(state, cfg, where)
+    if isinstance(model, str) and _registry_config(model).family != cfg.family:
+        raise CheckpointError(
+            f"{where} holds a {cfg.family!r} model, but model={model!r} is a {_registry_config(model).family!r} "
+            f"model; name a {cfg.family} model (see `vitkit models`) or leave model out"
+        )
     if isinstance(model, nn.Module):
         if overrides:
             raise ValueError(f"overrides {sorted(overrides)} apply when vitkit builds the model; got a built one")
@@ -174,6 +216,9 @@ def save_pretrained(model: nn.Module, path: str | Path) -> Path:
     cfg = getattr(model, "cfg", None)
     if not isinstance(cfg, ModelConfig):
         raise TypeError(f"save_pretrained expects a vitkit model (with a config .cfg), got {type(model).__name__}")
+    heads = getattr(model, "num_classes", None)  # reset_classifier changes the head, never the model's config
+    if heads is not None and getattr(cfg, "num_classes", heads) != heads:
+        cfg = cfg.replace(num_classes=heads)
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"

@@ -80,6 +80,8 @@ def _count(keys, pattern: str) -> int:
 
 
 def _backbone_layers(state: dict[str, torch.Tensor]) -> tuple[int, ...] | None:
+    if "patch_embed.backbone.conv.weight" in state:
+        return ()  # a root-only ResNet (vit_tiny_r_s16_p8): the backbone is the stem itself
     if "patch_embed.backbone.stem.conv.weight" not in state:
         return None
     stages = _count(state, r"patch_embed\.backbone\.stages\.(\d+)\.")
@@ -119,14 +121,14 @@ def convert_timm(
     class_token, distilled = "cls_token" in state, "dist_token" in state
     fc_norm = "fc_norm.weight" in state
     prefix = int(class_token) + int(distilled)
-    stride = 4 * 2 ** (len(layers) - 1) if layers else 1
+    stride = 4 * 2 ** max(len(layers) - 1, 0) if layers is not None else 1
     patch = (stride * proj.shape[2], stride * proj.shape[3])  # pixels per token
     hint = None if base is None else (base.img_size[0] // patch[0], base.img_size[1] // patch[1])
     grid, with_prefix = position_grid(state["pos_embed"].shape[1], prefix, source, hint)
     if not with_prefix:  # timm's no_embed_class: position embeddings on patches only
         state["pos_embed"] = add_prefix_positions(state["pos_embed"], prefix)
     pool = "avg" if fc_norm or not class_token else (base.global_pool if base is not None else "token")
-    stem = state.get("patch_embed.backbone.stem.conv.weight")
+    stem = state.get("patch_embed.backbone.stem.conv.weight", state.get("patch_embed.backbone.conv.weight"))
     fields = dict(
         img_size=(grid[0] * patch[0], grid[1] * patch[1]),
         patch_size=tuple(proj.shape[2:]),

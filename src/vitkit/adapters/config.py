@@ -1,0 +1,77 @@
+"""What to add to a frozen backbone: one frozen dataclass, the recipe's ``adapter:`` section.
+
+Methods (each leaves the pre-trained weights untouched and trains only its own parameters and the head):
+
+- ``bottleneck``: serial adapter after each block's MLP, h + up(GELU(down(h))), up zero-initialised
+  (Houlsby et al. 2019; Pfeiffer et al. 2020 place one per block after the MLP).
+- ``parallel``: AdaptFormer (Chen et al. 2022): MLP(x) + s * up(ReLU(down(x))) beside the MLP, same input.
+- ``lora``: Hu et al. 2021: W x + (alpha / r) B A x on the attention's qkv and output projections (and the
+  MLP's fc1/fc2 with ``lora_mlp``); B starts at zero; mergeable into W for zero-cost inference.
+- ``prompt``: visual prompt tuning (Jia et al. 2022): ``num_prompts`` learned tokens after the prefix tokens,
+  at the input only (shallow) or replaced before every block (``deep``).
+- ``head``: freeze the whole backbone and add nothing (a linear probe: only ``trainable``, the head, learns).
+- ``none``: freeze nothing, add nothing (full fine-tuning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+METHODS = ("bottleneck", "parallel", "lora", "prompt", "head", "none")
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """``rank`` is LoRA's r; ``bottleneck`` the width of the bottleneck/parallel adapters; ``layers`` the block
+    indices (counted over all stages, negative from the end) that get adapters, ``None`` for all; ``trainable``
+    the base parameter-name prefixes that keep training (the classifier)."""
+
+    method: str = "none"
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    bottleneck: int = 64
+    scale: float = 0.1  # AdaptFormer's s
+    lora_mlp: bool = False
+    num_prompts: int = 10
+    deep: bool = False
+    layers: tuple[int, ...] | None = None
+    trainable: tuple[str, ...] = ("head",)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown adapter method {self.method!r}; use one of {', '.join(METHODS)}")
+        for name in ("rank", "bottleneck", "num_prompts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"adapter.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"adapter.dropout must lie in [0, 1), got {self.dropout}")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+        object.__setattr__(self, "trainable", tuple(self.trainable))
+
+    @property
+    def width(self) -> int:
+        """The hidden width the method adds (checked against each block's width)."""
+        return self.rank if self.method == "lora" else self.bottleneck
+
+    def replace(self, **changes: Any) -> AdapterConfig:
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"unknown adapter field(s) {unknown}; valid fields: {sorted(known)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdapterConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown adapter field(s) {unknown}; valid fields: {sorted(known)}")
+        return cls(**data)

@@ -1,0 +1,206 @@
+"""Adding adapters to a built model from outside, freezing its backbone, and merging LoRA back.
+
+Blocks are found by module path, one pattern per model family (``blocks.3`` in a ViT,
+``layers.1.blocks.0`` in a Swin); any other model whose blocks have ``attn`` and ``mlp`` children works too.
+A block's ``mlp`` gets a forward hook (bottleneck, parallel), its ``attn.qkv`` / ``attn.proj`` (and
+``mlp.fc1`` / ``mlp.fc2``) linear layers are swapped for :class:`LoRALinear` (same parameter names), and
+prompt tokens hook the blocks' inputs. ``models/`` is not touched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import partial
+
+from torch import nn
+
+from vitkit.adapters.config import AdapterConfig
+from vitkit.adapters.modules import Bottleneck, LoRALinear, PromptTokens
+
+# Family -> regular expression of its block module paths (full match), in forward order.
+BLOCK_PATHS: dict[str, str] = {
+    "vit": r"blocks\.\d+",
+    "swin": r"layers\.\d+\.blocks\.\d+",
+    "mae": r"encoder\.blocks\.\d+",  # the encoder only; the decoder serves pre-training
+}
+LORA_ATTN = ("attn.qkv", "attn.proj")
+LORA_MLP = ("mlp.fc1", "mlp.fc2")
+PROMPT_NAME = "prompt_tokens"
+CONFIG_ATTR = "adapter_config"  # where the model remembers what was added (for saving)
+
+
+@dataclass
+class TrainableReport:
+    """Trainable parameters against all parameters of the adapted model."""
+
+    trainable: int
+    total: int
+
+    @property
+    def share(self) -> float:
+        return self.trainable / max(self.total, 1)
+
+    def __str__(self) -> str:
+        return f"trainable parameters: {self.trainable:,} of {self.total:,} ({100 * self.share:.2f}%)"
+
+
+def trainable_parameters(model: nn.Module) -> TrainableReport:
+    """How many parameters train (``requires_grad``) and their share of the whole model."""
+    params = list(model.parameters())
+    return TrainableReport(sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params))
+
+
+def find_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(path, block) for every Transformer block in forward order, by the family's path pattern."""
+    family = getattr(getattr(model, "cfg", None), "family", "vit")
+    pattern = BLOCK_PATHS.get(family)
+    if pattern is not None:
+        found = [(n, m) for n, m in model.named_modules() if re.fullmatch(pattern, n)]
+        if found:
+            return found
+    found = [(n, m) for n, m in model.named_modules() if hasattr(m, "attn") and hasattr(m, "mlp")]
+    if not found:
+        raise ValueError(
+            f"found no Transformer blocks (modules with .attn and .mlp) in {type(model).__name__}; add its block "
+            "path pattern to vitkit.adapters.inject.BLOCK_PATHS"
+        )
+    return found
+
+
+def _select(cfg: AdapterConfig, depth: int) -> list[int]:
+    if cfg.layers is None:
+        return list(range(depth))
+    bad = [i for i in cfg.layers if not -depth <= i < depth]
+    if bad:
+        raise ValueError(f"adapter.layers {bad} out of range for a model with {depth} blocks; use 0..{depth - 1}")
+    return sorted({i % depth for i in cfg.layers})
+
+
+def _check_width(cfg: AdapterConfig, path: str, width: int) -> None:
+    if cfg.width > width:
+        what = "rank" if cfg.method == "lora" else "bottleneck"
+        raise ValueError(
+            f"adapter {what} {cfg.width} exceeds the width {width} of {path}; use adapter.{what} <= {width} "
+            "(a few percent of it is typical)"
+        )
+
+
+def _submodule(block: nn.Module, path: str) -> nn.Module:
+    for part in path.split("."):
+        block = getattr(block, part)
+    return block
+
+
+def _add_lora(cfg: AdapterConfig, path: str, block: nn.Module) -> None:
+    for target in LORA_ATTN + (LORA_MLP if cfg.lora_mlp else ()):
+        parent_path, _, leaf = target.rpartition(".")
+        parent = _submodule(block, parent_path)
+        linear = getattr(parent, leaf)
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"{path}.{target} is a {type(linear).__name__}, not a Linear layer LoRA can wrap")
+        _check_width(cfg, f"{path}.{target}", min(linear.in_features, linear.out_features))
+        setattr(parent, leaf, LoRALinear.wrap(linear, cfg.rank, cfg.alpha, cfg.dropout))
+
+
+def _add_bottleneck(cfg: AdapterConfig, path: str, block: nn.Module) -> None:
+    dim = block.mlp.fc2.out_features
+    _check_width(cfg, path, dim)
+    mode = "serial" if cfg.method == "bottleneck" else "parallel"
+    adapter = Bottleneck(dim, cfg.bottleneck, mode, cfg.scale, cfg.dropout).to(block.mlp.fc2.weight.device)
+    block.adapter = adapter
+    block.mlp.register_forward_hook(adapter.hook)
+
+
+def _add_prompts(cfg: AdapterConfig, model: nn.Module, blocks: list[tuple[str, nn.Module]], chosen: list[int]) -> None:
+    if not hasattr(model, "num_prefix_tokens"):
+        raise ValueError(
+            f"prompt tuning needs a plain token sequence (a ViT); {type(model).__name__} has none. Use lora, "
+            "bottleneck or parallel adapters for it"
+        )
+    dim = blocks[0][1].mlp.fc2.out_features
+    layers = chosen if cfg.deep else chosen[:1]
+    prompts = PromptTokens(layers, cfg.num_prompts, dim, model.num_prefix_tokens, cfg.deep, cfg.dropout)
+    setattr(model, PROMPT_NAME, prompts.to(blocks[0][1].mlp.fc2.weight.device))
+    for i in range(layers[0], len(blocks)):
+        blocks[i][1].register_forward_pre_hook(partial(prompts.pre_hook, i))
+        blocks[i][1].register_forward_hook(partial(prompts.post_hook, i == len(blocks) - 1))
+
+
+def _frozen_statistics(module: nn.Module, args: tuple) -> None:
+    """A frozen backbone's BatchNorm (the conv stem's) keeps its running statistics: it normalises as in
+    evaluation, also while the adapters train, so the backbone (and its hash) stays exactly as loaded."""
+    module.training = False
+
+
+def add_adapters(model: nn.Module, cfg: AdapterConfig | dict) -> TrainableReport:
+    """Add ``cfg``'s adapters to ``model`` in place and freeze everything else except ``cfg.trainable``
+    (the head). Returns the trainable-parameter report. ``method: none`` leaves the model fully trainable."""
+    cfg = AdapterConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
+    if getattr(model, CONFIG_ATTR, None) is not None:
+        raise ValueError("this model already has adapters; build a fresh model to add another set")
+    if cfg.method == "none":
+        return trainable_parameters(model)
+    blocks = find_blocks(model)
+    chosen = _select(cfg, len(blocks))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if cfg.method == "prompt":
+        _add_prompts(cfg, model, blocks, chosen)
+    elif cfg.method != "head":
+        add = _add_lora if cfg.method == "lora" else _add_bottleneck
+        for i in chosen:
+            add(cfg, *blocks[i])
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not name.startswith(cfg.trainable):
+            module.register_forward_pre_hook(_frozen_statistics)
+    for name in adapter_keys(model):
+        model.get_parameter(name).requires_grad_(True)
+    for name, p in model.named_parameters():
+        if name.startswith(cfg.trainable):
+            p.requires_grad_(True)
+    setattr(model, CONFIG_ATTR, cfg)
+    return trainable_parameters(model)
+
+
+def adapter_keys(model: nn.Module) -> list[str]:
+    """State-dict names of the adapter parameters (not the head)."""
+    keys = []
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, (Bottleneck, PromptTokens)):
+            keys += [prefix + k for k, _ in module.named_parameters()]
+        elif isinstance(module, LoRALinear):
+            keys += [prefix + "lora_A", prefix + "lora_B"]
+    return keys
+
+
+def lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+
+
+def set_merged(model: nn.Module, merged: bool) -> None:
+    """Merge every LoRA update into its weight (``True``) or take it out again (``False``)."""
+    for _, layer in lora_layers(model):
+        layer.merge() if merged else layer.unmerge()
+
+
+def merge_adapters(model: nn.Module) -> nn.Module:
+    """Fold LoRA into the base weights and drop the LoRA layers: a plain model of the base architecture,
+    which ``save_pretrained`` writes as an ordinary checkpoint. Other methods cannot be folded (they are
+    nonlinear or change the token count) and raise."""
+    cfg = getattr(model, CONFIG_ATTR, None)
+    if cfg is None:
+        return model
+    if cfg.method != "lora":
+        raise ValueError(
+            f"{cfg.method} adapters cannot be merged into the base weights (only LoRA is linear); export the "
+            "adapted model to ONNX/TorchScript instead, or train LoRA adapters"
+        )
+    for name, layer in lora_layers(model):
+        parent_name, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), leaf, layer.to_linear())
+    setattr(model, CONFIG_ATTR, None)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model

@@ -1,0 +1,74 @@
+"""Distillation through the engine: a recipe's ``distill:`` section trains a DeiT student against a teacher
+checkpoint; a run stopped mid-epoch and resumed ends bit-identical to an uninterrupted one (teacher, Mixup, bf16
+and a distillation token on), the teacher's identity is in the run, and resuming with another teacher is refused."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+import vitkit
+from train_data import make_image_folder, tiny_recipe
+from vitkit.train import train_model
+from vitkit.train.callbacks import Callback
+from vitkit.train.recipe import recipe_from_dict
+from vitkit.train.state import load_checkpoint
+
+
+class Stop(Exception):
+    pass
+
+
+class StopAt(Callback):  # as if the process died right after this step; steps after the last checkpoint are lost
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step(self, trainer, row):
+        if trainer.global_step == self.step:
+            raise Stop
+
+
+def _teacher(path, seed):
+    torch.manual_seed(seed)
+    teacher = vitkit.create_model("resnet_cifar20", img_size=16, num_classes=4, width=8)
+    return vitkit.save_pretrained(teacher, path)
+
+
+def _recipe(data, runs, teacher, name):
+    recipe = tiny_recipe(
+        data,
+        runs,
+        model={"distilled": True, "drop_path_rate": 0.1},
+        data={"mixup_alpha": 0.4, "hflip": 0.5, "label_smoothing": 0.1},
+        train={"epochs": 1, "batch_size": 16, "precision": "bf16", "threads": 1, "checkpoint_every_steps": 4,
+               "log_every_steps": 3, "run_name": name},
+    )  # fmt: skip
+    recipe["distill"] = {"teacher": str(teacher), "type": "hard", "alpha": 0.5}
+    return recipe_from_dict(recipe)
+
+
+def test_distilled_run_resumes_bit_identical_and_refuses_another_teacher(tmp_path):
+    data = make_image_folder(tmp_path / "images", train_per_class=24, test_per_class=4)
+    teacher = _teacher(tmp_path / "teacher.safetensors", 0)
+    runs = tmp_path / "runs"
+    recipe = _recipe(data, runs, teacher, "whole")
+    assert recipe.objective["name"] == "distillation"
+    assert recipe.objective["teacher_sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
+    whole = train_model(recipe)
+
+    stopped = _recipe(data, runs, teacher, "stopped")
+    with pytest.raises(Stop):
+        train_model(stopped, callbacks=[StopAt(6)])  # last checkpoint at step 4
+    state = load_checkpoint(runs / "stopped" / "checkpoints" / "last.pt")
+    assert state["objective"]["teacher_sha256"] == recipe.objective["teacher_sha256"]
+
+    other = _teacher(tmp_path / "other.safetensors", 1)
+    with pytest.raises(ValueError, match="resume with the original teacher"):
+        train_model(_recipe(data, runs, other, "stopped"), resume=True)
+
+    resumed = train_model(stopped, resume=True)
+    for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert whole.model.distilled_training  # both heads were trained
