@@ -12,7 +12,7 @@ from typing import Any
 from vitkit.config import ViTConfig
 from vitkit.layers.pos_embed import resample_pos_embed
 from vitkit.models.vit import VisionTransformer
-from vitkit.registry import count_parameters, create_model, get_config, list_models, register_model
+from vitkit.registry import count_parameters, get_config, list_models, register_model
 
 __version__ = "0.1.0"
 
@@ -48,6 +48,18 @@ __all__ = [
     "resample_pos_embed",
     *_LAZY,
 ]
+
+
+def create_model(name: str, pretrained: bool = False, **overrides: Any) -> Any:
+    """Build the model registered as ``name`` (``overrides`` are config fields); with ``pretrained=True`` load
+    timm's published weights for it through the Hugging Face cache (``name.tag`` picks a tag, as in timm)."""
+    if pretrained:
+        from vitkit.weights.hub import load_hub_model
+
+        return load_hub_model(name, **overrides)
+    from vitkit.registry import create_model as build
+
+    return build(name, **overrides)
 
 
 def __getattr__(name: str) -> Any:

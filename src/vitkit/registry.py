@@ -110,16 +110,12 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     return cfg.replace(**overrides) if overrides else cfg
 
 
-def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
+def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build the model registered as ``name``; ``overrides`` are its config's fields (num_classes, img_size, ...).
 
-    ``pretrained=True`` loads timm's weights for it through the Hugging Face cache (``name.tag`` picks a tag, as
-    in timm); see :mod:`vitkit.weights.hub`.
+    ``vitkit.create_model(name, pretrained=True)`` (the facade) also loads published weights; that lives above
+    the registry, in :mod:`vitkit.weights.hub`, so the registry imports nothing of the weights layer.
     """
-    if pretrained:
-        from vitkit.weights.hub import load_hub_model  # the one upward import: weights need the registry too
-
-        return load_hub_model(name, **overrides)
     return get_config(name, **overrides).build()
 
 
