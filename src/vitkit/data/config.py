@@ -183,9 +183,9 @@ class DataConfig:
 
     @classmethod
     def from_model_config(cls, model_cfg: Any, **changes: Any) -> DataConfig:
-        """Image size and normalisation from a ViTConfig (or a registered model name), then ``changes``."""
-        if isinstance(model_cfg, str):
-            from vitkit.registry import get_config
+        """Image size and normalisation from a model config (or a registered model name), then ``changes``."""
+        if isinstance(model_cfg, str):  # the name table is plain data beside the configs: no model code imported
+            from vitkit.config.named import get_config
 
             model_cfg = get_config(model_cfg)
         base = {
