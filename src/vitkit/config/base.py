@@ -26,6 +26,14 @@ def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return out  # type: ignore[return-value]
 
 
+def check_rates(cfg: object, *names: str) -> None:
+    """Every named dropout-style rate of ``cfg`` lies in [0, 1); otherwise one line naming the field."""
+    for name in names:
+        rate = getattr(cfg, name)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name} must lie in [0, 1), got {rate}")
+
+
 class ModelConfig:
     """Mixin for a frozen dataclass describing one architecture.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vitkit.config.base import ModelConfig, pair
+from vitkit.config.base import ModelConfig, check_rates, pair
 from vitkit.config.vit import ViTConfig
 
 BLOCKS = ("preact_bottleneck", "bottleneck", "preact_basic")
@@ -73,9 +73,7 @@ class ResNetV2Config(ModelConfig):
                     f"{channels} channels do not split into gn_groups={self.gn_groups}; choose gn_groups dividing "
                     f"the stem width {self.width} (e.g. gn_groups=8)"
                 )
-        for name in ("drop_rate", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        check_rates(self, "drop_rate", "drop_path_rate")
 
     @property
     def expansion(self) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vitkit.config.base import ModelConfig, pair
+from vitkit.config.base import ModelConfig, check_rates, pair
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -118,10 +118,7 @@ class SwinConfig(ModelConfig):
             raise ValueError(f"window_size must be at least 1, got {self.window_size}")
         if self.act_layer not in ACTIVATIONS:
             raise ValueError(f"act_layer must be one of {ACTIVATIONS}, got {self.act_layer!r}")
-        for name in ("drop_rate", "attn_drop_rate", "proj_drop_rate", "drop_path_rate"):
-            rate = getattr(self, name)
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {rate}")
+        check_rates(self, "drop_rate", "attn_drop_rate", "proj_drop_rate", "drop_path_rate")
         self.check_image_size(self.img_size)
 
     # ------------------------------------------------------------------------------------------ geometry

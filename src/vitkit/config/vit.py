@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from vitkit.config.base import ModelConfig, pair
+from vitkit.config.base import ModelConfig, check_rates, pair
 
 GLOBAL_POOLS = ("token", "avg")
 POS_EMBEDS = ("learned", "learned2d", "sincos2d", "none")
@@ -117,10 +117,7 @@ class ViTConfig(ModelConfig):
                 )
         if self.fc_norm and self.global_pool != "avg":
             raise ValueError("fc_norm=True applies only to global_pool='avg'")
-        for name in ("drop_rate", "pos_drop_rate", "attn_drop_rate", "proj_drop_rate", "drop_path_rate"):
-            rate = getattr(self, name)
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {rate}")
+        check_rates(self, "drop_rate", "pos_drop_rate", "attn_drop_rate", "proj_drop_rate", "drop_path_rate")
         if self.backbone_layers is None:
             for size, patch, axis in zip(self.img_size, self.patch_size, ("height", "width")):
                 if size % patch:

@@ -107,33 +107,32 @@ def convert_to_vitkit(
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"{source}: the stored model config is invalid ({err})") from None
         return dict(ckpt.tensors), cfg
-    if ckpt.format == "hf":
+    if ckpt.format in _SELF_DESCRIBED:  # a config.json travels with the weights
         if model is not None:
             log.warning("%s carries its own config.json; model=%r is ignored", source, model)
-        return convert_hf(ckpt.tensors, ckpt.meta["config"], ckpt.meta.get("preprocessor"), source)
-    if ckpt.format == "jax":
-        return convert_jax(ckpt.tensors, _registry_config(model) if model else None, source)
-    if ckpt.format == "bit":
-        return convert_bit(ckpt.tensors, _registry_config(model) if model else None, source)
+        return _SELF_DESCRIBED[ckpt.format](ckpt.tensors, ckpt.meta["config"], ckpt.meta.get("preprocessor"), source)
+    base = _registry_config(model) if model else None
+    if ckpt.format in _NAMED_BASE:  # arrays only: a named model supplies heads / preprocessing where given
+        return _NAMED_BASE[ckpt.format](ckpt.tensors, base, source)
     if ckpt.format == "timm":
-        hub = ckpt.meta.get("hub_config")
-        base = _registry_config(model) if model else _hub_base(hub, source)
+        base = base or _hub_base(ckpt.meta.get("hub_config"), source)
         if is_resnetv2_state(ckpt.tensors):
             return convert_timm_resnetv2(ckpt.tensors, base, source)
         if is_swin_layout(ckpt.tensors) or getattr(base, "family", None) == "swin":
             return convert_timm_swin(ckpt.tensors, base, source)
         return convert_timm(ckpt.tensors, base, num_heads, source)
-    if ckpt.format == "swin_original":  # microsoft/Swin-Transformer's release (and timm < 0.9)
-        return convert_timm_swin(ckpt.tensors, _registry_config(model) if model else None, source)
-    if ckpt.format == "hf_swin":
-        if model is not None:
-            log.warning("%s carries its own config.json; model=%r is ignored", source, model)
-        return convert_hf_swin(ckpt.tensors, ckpt.meta["config"], ckpt.meta.get("preprocessor"), source)
-    if ckpt.format == "mae":  # facebookresearch/mae; heads from the named model or the registry's MAE
-        return convert_official(ckpt.tensors, _registry_config(model) if model else None, source)
-    if ckpt.format == "hf_mae":
-        return convert_hf_mae(ckpt.tensors, ckpt.meta["config"], ckpt.meta.get("preprocessor"), source)
     raise CheckpointError(f"{source}: no converter for format {ckpt.format!r}")
+
+
+# format -> converter(tensors, config.json, preprocessor_config.json, source): folders that describe themselves.
+_SELF_DESCRIBED = {"hf": convert_hf, "hf_swin": convert_hf_swin, "hf_mae": convert_hf_mae}
+# format -> converter(tensors, named registry config or None, source): arrays whose layout fixes the rest.
+_NAMED_BASE = {
+    "jax": convert_jax,
+    "bit": convert_bit,
+    "swin_original": convert_timm_swin,  # microsoft/Swin-Transformer's release (and timm < 0.9)
+    "mae": convert_official,  # facebookresearch/mae; heads from the named model or the registry's MAE
+}
 
 
 def _hub_base(hub: dict[str, Any] | None, source: str) -> ViTConfig | None:
