@@ -126,7 +126,7 @@ def print_rows(rows: list[tuple], header: bool = True) -> None:
 def int8_agreement_note() -> str:
     runs = sorted(Path("runs").glob("cifar10_vit*/model.safetensors"))
     if not runs:
-        return "no trained cifar10_vit checkpoint under runs/: int8 agreement on a trained model not measured here"
+        return "no trained cifar10_vit checkpoint under runs/: train one (make train) to measure int8 agreement"
     command = f"vitkit eval --checkpoint {runs[0]} --data cifar10 --precision int8 --compile"
     return f"trained checkpoint {runs[0]}: measure its int8 agreement with `{command}`"
 

@@ -22,7 +22,7 @@ def test_the_issue_recipes_are_shipped_as_package_data_and_found_by_name():
     assert resolve_recipe("recipes/cifar10_vit.yaml") == PACKAGED / "cifar10_vit.yaml"  # the path before the move
     assert load_recipe("cifar10_vit", ["train.epochs=3"]).train.epochs == 3
     summary = recipe_summary(PACKAGED / "cifar10_vit.yaml")
-    assert summary["command"].startswith("vitkit train --config cifar10_vit") and "70%" in summary["expected"]
+    assert summary["command"].startswith("vitkit train --config cifar10_vit") and "test top-1" in summary["expected"]
     assert summary["runtime"].startswith("30 min")
 
 

@@ -66,7 +66,8 @@ def evaluate(
     With ``out_dir``, ``metrics.json`` and ``confusion.png`` are written there. ``img_size`` evaluates at another
     resolution (position embeddings resampled). ``adapters`` (a file or peft folder) is put onto ``checkpoint``.
     ``compile`` / ``precision="int8"`` run the fast path (:func:`vitkit.fast.optimize`; int8 is calibrated on 256
-    images of the train split, or of ``split`` when the data has none).
+    images of the train split, or of ``split`` when the data has none). int8 also runs the float32 model on the
+    same images and reports the top-1 agreement with it (``result.agreement``): its accuracy cost.
     """
     from vitkit.data import BatchAugment, build_dataset
 
@@ -86,8 +87,11 @@ def evaluate(
         )
     augment = BatchAugment(cfg, model.cfg.num_classes, train=False)
     loader = _loader(dataset, batch_size, num_workers)
+    reference = model.eval() if precision == "int8" else None  # optimize returns a copy; the original stays
     model = _fast(model, precision, compile, lambda: _calibration(cfg, dataset, augment, dev, num_workers))
-    result = evaluate_model(model, loader, augment, device=dev, precision=precision, classes=data_classes or classes)
+    result = evaluate_model(
+        model, loader, augment, device=dev, precision=precision, classes=data_classes or classes, reference=reference
+    )
     if out_dir is not None:
         write_report(result, out_dir)
     return result

@@ -26,10 +26,13 @@ def evaluate_model(
     dist=None,
     classes: list[str] | None = None,
     progress: bool = True,
+    reference: nn.Module | None = None,
 ) -> EvalResult:
     """Run ``model`` over ``loader`` batches of ``(uint8 images (B, 3, H, W), labels (B,))``.
 
     ``augment`` is the eval-mode ``BatchAugment`` (normalisation only); without it images must already be float.
+    ``reference`` (a float32 model, run without autocast on the same batches) adds the top-1 agreement with it:
+    the accuracy cost of a quantised or low-precision copy, measured on real images.
     """
     from vitkit.utils.distributed import all_reduce_sum
     from vitkit.utils.progress import ProgressBar
@@ -41,6 +44,7 @@ def evaluate_model(
     acc: MetricAccumulator | None = None
     total = len(loader) if hasattr(loader, "__len__") else 0
     bar = ProgressBar(total, "eval", enabled=progress and total > 1)
+    agree = torch.zeros(2, dtype=torch.float64, device=device)  # [same top-1 as the reference, reference correct]
     for i, (images, labels) in enumerate(loader):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         x = augment(images, labels)[0] if augment is not None else images
@@ -49,6 +53,9 @@ def evaluate_model(
         if acc is None:
             acc = MetricAccumulator(num_classes or logits.shape[-1], device=device)
         acc.update(logits, labels)
+        if reference is not None:
+            ref = reference(x).argmax(-1)
+            agree += torch.stack([(ref == logits.argmax(-1)).sum(), (ref == labels).sum()]).double()
         bar.update(i + 1)
     bar.close()
     model.train(was_training)
@@ -57,7 +64,11 @@ def evaluate_model(
     if dist is not None and dist.enabled:
         all_reduce_sum(acc.totals, dist)
         all_reduce_sum(acc.confusion, dist)
-    return acc.compute(classes)
+        all_reduce_sum(agree, dist)
+    result = acc.compute(classes)
+    if reference is not None and result.num_samples:
+        result.agreement, result.reference_top1 = (agree / result.num_samples).tolist()
+    return result
 
 
 def write_report(result: EvalResult, out_dir: str | Path) -> list[Path]:

@@ -22,9 +22,16 @@ class EvalResult:
     per_class: list[float]
     confusion: torch.Tensor
     classes: list[str] = field(default_factory=list)
+    # With a reference model (the float32 original of an int8 or bf16 fast path): the share of images whose top-1
+    # equals the reference's, and the reference's own top-1 on the same images.
+    agreement: float | None = None
+    reference_top1: float | None = None
 
     def summary(self) -> dict[str, float | int]:
-        return {"top1": self.top1, "top5": self.top5, "loss": self.loss, "num_samples": self.num_samples}
+        out = {"top1": self.top1, "top5": self.top5, "loss": self.loss, "num_samples": self.num_samples}
+        if self.agreement is not None:
+            out.update(agreement=self.agreement, reference_top1=self.reference_top1)
+        return out
 
     def to_dict(self) -> dict:
         names = self.classes or [str(i) for i in range(len(self.per_class))]

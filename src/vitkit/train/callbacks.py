@@ -58,7 +58,7 @@ class ConsoleLog(Callback):
         log.info(
             f"training {t.total_steps} steps ({t.num_epochs} epochs of {t.steps_per_epoch}), batch "
             f"{t.recipe.train.batch_size} ({t.micro_batch} x {t.recipe.train.accum_steps} accum{world}) on "
-            f"{t.device}{where}"
+            f"{t.device} in {t.precision}{where}"
         )
 
     def on_epoch(self, trainer: Any, row: dict[str, Any]) -> None:

@@ -40,7 +40,7 @@ def time_evaluation(trainer: Any) -> float:
 def evaluate(trainer: Any) -> Any:
     """The objective's evaluation of the evaluated weights (the EMA when kept) on the evaluation loader."""
     t = trainer
-    ctx = EvalContext(t.eval_augment, t.device, t.t.precision, t.dist, t.classes)
+    ctx = EvalContext(t.eval_augment, t.device, t.precision, t.dist, t.classes)
     with t.attention():
         result = t.objective.evaluate(t.ema.module if t.ema else t.model, t.eval_loader, ctx)
     reshard(t.model)

@@ -33,7 +33,7 @@ from vitkit.train.parallel import attention_backend, no_grad_sync, wrap_model
 from vitkit.train.recipe import Recipe
 from vitkit.train.schedule import LRSchedule
 from vitkit.train.state import restore_rng
-from vitkit.utils.device import resolve_device
+from vitkit.utils.device import resolve_device, resolve_precision
 from vitkit.utils.distributed import DistInfo, broadcast_object
 
 log = logging.getLogger("vitkit.train")
@@ -97,7 +97,8 @@ class Trainer(Checkpointing):
         self.wrapped = wrap_model(self.model, self.dist, self.device, t.parallel)  # fsdp shards before the optimiser
         self.optimizer = build_optimizer(self.model, recipe.optim)
         self.forward = torch.compile(self.wrapped) if t.compile else self.wrapped
-        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
+        self.precision = resolve_precision(t.precision, self.device)
+        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         self.attention = attention_backend(t.sdpa_backend)
         total = t.epochs * self.steps_per_epoch
         self.max_steps = total if t.max_steps is None else min(t.max_steps, total)

@@ -85,7 +85,7 @@ class TrainConfig:
     max_steps: int | None = None
     max_minutes: float | None = None
     calibration_steps: int = 20
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPUs and AMX CPUs, else fp32
     sdpa_backend: Literal["auto", "math", "flash", "efficient"] = "auto"  # attention kernel; auto = PyTorch's pick
     compile: bool = False
     parallel: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicate (DDP) or shard (FSDP, one unit per block)

@@ -19,3 +19,23 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu (or auto)")
     return device
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """True where the CPU multiplies bf16 matrices natively (Intel AMX): there bf16 autocast trains faster than
+    float32. With AVX-512 BF16 alone (no AMX) oneDNN's bf16 GEMMs measured ~1.9x slower than float32 for the
+    cifar10_vit model on a 2-core Xeon, so 'auto' keeps float32 there."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+    except OSError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' becomes 'bf16' on a GPU that supports it and on a CPU with AMX, else 'fp32'; others pass through."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_bf16_matrix_units() else "fp32"
