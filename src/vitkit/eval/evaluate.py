@@ -64,7 +64,8 @@ def evaluate_model(
     if dist is not None and dist.enabled:
         all_reduce_sum(acc.totals, dist)
         all_reduce_sum(acc.confusion, dist)
-        all_reduce_sum(agree, dist)
+        if reference is not None:  # no extra collective for the usual evaluation
+            all_reduce_sum(agree, dist)
     result = acc.compute(classes)
     if reference is not None and result.num_samples:
         result.agreement, result.reference_top1 = (agree / result.num_samples).tolist()
