@@ -10,6 +10,13 @@ the measured wall time and the size of what the run saves (``adapters.safetensor
     python benchmarks/adapters.py --task spoof --checkpoint runs/cifar10_vit/model.safetensors --minutes 5
     vitkit data make-corrupt ../shared/data/cifar10 data/cifar10c --severity 5
     python benchmarks/adapters.py --task shift --checkpoint runs/cifar10_vit/model.safetensors --minutes 5
+
+``--steps N`` trains each method for N steps instead and reports top-1 on the recipe's evaluation split alone
+(the spoof set's dev split: test stays untouched), for choosing learning rates and for diagnostics such as
+``full-no-stem`` (everything but the stem trains) and ``lora+stem-weights`` (LoRA plus the whole stem):
+
+    python benchmarks/adapters.py --task spoof --checkpoint runs/cifar10_vit/model.safetensors --steps 200 \
+        --methods full,full-no-stem,lora+stem-weights,lora,lora+stem --lr 3e-3 --lr-full 1e-3
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"spoof": "adapter_spoof", "shift": "adapter_cifar10c"}  # named recipes (recipes/ or the package's)
-# label -> adapter section; "full" trains everything (method none).
+# label -> adapter section; "full" trains everything (method none). The last two are diagnostics (--steps).
 METHODS = {
     "head": {"method": "head"},
     "bottleneck": {"method": "bottleneck"},
@@ -33,8 +40,13 @@ METHODS = {
     "lora": {"method": "lora"},
     "lora+mlp": {"method": "lora", "lora_mlp": True},
     "prompt": {"method": "prompt", "deep": True},
+    "lora+stem": {"method": "lora", "stem_rank": 8},
+    "parallel+stem": {"method": "parallel", "stem_rank": 8},
     "full": {"method": "none"},
+    "full-no-stem": {"method": "head", "trainable": ["head", "blocks", "norm", "pos_embed", "cls_token"]},
+    "lora+stem-weights": {"method": "lora", "trainable": ["head", "patch_embed"]},
 }
+DEFAULT = "head,bottleneck,parallel,lora,prompt,lora+stem,full"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,9 +55,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True, help="the pre-trained model every method starts from")
     p.add_argument("--data", help="data set folder (default: the recipe's data.dataset)")
     p.add_argument("--minutes", type=float, default=5.0, help="wall-time budget of each method (train.max_minutes)")
-    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {list(METHODS)}")
+    p.add_argument("--steps", type=int, help="train each method for this many steps instead of --minutes")
+    p.add_argument("--methods", default=DEFAULT, help=f"comma-separated, from {list(METHODS)}")
+    # Rates chosen at 200 steps on the spoof dev split (docs/benchmarks.md, "## Adapters").
     p.add_argument("--lr", type=float, default=3e-3, help="AdamW rate for head-only and adapters")
-    p.add_argument("--lr-full", type=float, default=3e-4, help="AdamW rate for full fine-tuning")
+    p.add_argument("--lr-full", type=float, default=1e-3, help="AdamW rate for full fine-tuning")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench_adapters"), help="run folders and results.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe overrides")
     return p.parse_args(argv)
@@ -63,10 +77,13 @@ def run_method(args: argparse.Namespace, label: str) -> dict:
     from vitkit.train import finetune, load_recipe
 
     section = METHODS[label]
-    lr = args.lr_full if section["method"] == "none" else args.lr
+    lr = args.lr_full if section["method"] == "none" or label == "full-no-stem" else args.lr
+    length = [f"train.max_minutes={args.minutes}"] if args.steps is None else \
+        ["train.max_minutes=null", f"train.max_steps={args.steps}"]  # fmt: skip
+    section = {"stem_rank": 0, **section}  # the recipe's stem_rank only where the label asks for it
     overrides = [f"adapter.{k}={json.dumps(v)}" for k, v in section.items()]
-    overrides += [f"train.max_minutes={args.minutes}", f"train.output_dir={args.out}",
-                  f"train.run_name={args.task}_{label}", f"optim.lr={lr}", *args.overrides]  # fmt: skip
+    overrides += [*length, f"train.output_dir={args.out}", f"train.run_name={args.task}_{label}", f"optim.lr={lr}",
+                  *args.overrides]  # fmt: skip
     if args.data:
         overrides.append(f"data.dataset={args.data}")
     from vitkit.train.catalog import resolve_recipe
@@ -79,8 +96,10 @@ def run_method(args: argparse.Namespace, label: str) -> dict:
     report = trainable_parameters(model)
     name, size = _file_size(result.run_dir)
     row = {"method": label, "trainable": report.trainable, "total": report.total, "share": report.share,
-           "wall_s": wall, "file": name, "bytes": size, "steps": result.global_step}  # fmt: skip
-    if args.task == "spoof":
+           "wall_s": wall, "file": name, "bytes": size, "steps": result.global_step, "lr": lr}  # fmt: skip
+    if args.steps is not None:  # rate choice and diagnostics: the evaluation split only
+        row["eval_top1"] = result.final_eval.top1
+    elif args.task == "spoof":
         from vitkit.eval.antispoof_eval import evaluate_antispoof
 
         m = evaluate_antispoof(model, recipe.data.dataset, num_workers=0, out_dir=result.run_dir / "antispoof")
@@ -90,8 +109,17 @@ def run_method(args: argparse.Namespace, label: str) -> dict:
     return row
 
 
+def _threads(args: argparse.Namespace) -> str:
+    """The runs' thread count: a train.threads override, else the process's (the engine restores it after)."""
+    given = [o.split("=", 1)[1] for o in args.overrides if o.startswith("train.threads=")]
+    return given[-1] if given else str(torch.get_num_threads())
+
+
 def table(rows: list[dict], task: str) -> str:
-    if task == "spoof":
+    if "eval_top1" in rows[0]:
+        head = "| method | trainable params | share | lr | eval top-1 | wall time | steps | saved file |"
+        fmt = lambda r: f"{r['lr']:g} | {100 * r['eval_top1']:.2f}%"
+    elif task == "spoof":
         head = "| method | trainable params | share | ACER | EER | ROC AUC | wall time | steps | saved file |"
         fmt = lambda r: f"{100 * r['acer']:.2f}% | {100 * r['eer']:.2f}% | {r['auc']:.4f}"
     else:
@@ -118,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_method(args, label))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"results_{args.task}.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"task {args.task}, {args.minutes:g} min each, from {args.checkpoint}; torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")  # fmt: skip
+    suffix = "" if args.steps is None else f"_{args.steps}steps"
+    (out / f"results_{args.task}{suffix}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    length = f"{args.minutes:g} min" if args.steps is None else f"{args.steps} steps"
+    print(f"task {args.task}, {length} each, from {args.checkpoint}; torch {torch.__version__}, "
+          f"{platform.processor() or platform.machine()}, {_threads(args)} threads")  # fmt: skip
     print(table(rows, args.task))
     return 0
 

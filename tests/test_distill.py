@@ -161,6 +161,7 @@ def test_teacher_identity_is_recorded_and_another_teacher_refused(tmp_path):
         ({"teacher": "no/such/teacher.safetensors"}, "cannot load 'no/such/teacher.safetensors'"),
         ({"teacher": "resnet_cifar20"}, "model name without weights; add distill.teacher_checkpoint"),
         ({"teacher": None}, "needs a teacher"),
+        ({"cache_mb": -1}, "cache_mb must be >= 0"),
     ],
 )
 def test_bad_options_stop_with_one_line(kwargs, match):

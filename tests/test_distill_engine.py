@@ -5,6 +5,7 @@ and a distillation token on), the teacher's identity is in the run, and resuming
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import torch
@@ -36,16 +37,16 @@ def _teacher(path, seed):
     return vitkit.save_pretrained(teacher, path)
 
 
-def _recipe(data, runs, teacher, name):
+def _recipe(data, runs, teacher, name, cache_mb=0, mixup=0.4, epochs=1, precision="bf16"):
     recipe = tiny_recipe(
         data,
         runs,
         model={"distilled": True, "drop_path_rate": 0.1},
-        data={"mixup_alpha": 0.4, "hflip": 0.5, "label_smoothing": 0.1},
-        train={"epochs": 1, "batch_size": 16, "precision": "bf16", "threads": 1, "checkpoint_every_steps": 4,
+        data={"mixup_alpha": mixup, "hflip": 0.5, "label_smoothing": 0.1},
+        train={"epochs": epochs, "batch_size": 16, "precision": precision, "threads": 1, "checkpoint_every_steps": 4,
                "log_every_steps": 3, "run_name": name},
     )  # fmt: skip
-    recipe["distill"] = {"teacher": str(teacher), "type": "hard", "alpha": 0.5}
+    recipe["distill"] = {"teacher": str(teacher), "type": "hard", "alpha": 0.5, "cache_mb": cache_mb}
     return recipe_from_dict(recipe)
 
 
@@ -72,3 +73,28 @@ def test_distilled_run_resumes_bit_identical_and_refuses_another_teacher(tmp_pat
     for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), name
     assert whole.model.distilled_training  # both heads were trained
+
+
+def test_teacher_cache_trains_as_without_it_and_resumes_bit_identical(tmp_path):
+    """Flips only: from the second epoch on the teacher answers partly from the cache; the weights match a run
+    without the cache, and a run stopped after the cache has filled resumes bit-identical (its cache restored)."""
+    data = make_image_folder(tmp_path / "images", train_per_class=24, test_per_class=4)
+    teacher = _teacher(tmp_path / "teacher.safetensors", 0)
+    runs = tmp_path / "runs"
+    options = {"mixup": 0.0, "epochs": 2, "precision": "fp32"}
+    plain = train_model(_recipe(data, runs, teacher, "plain", **options))
+    whole = train_model(_recipe(data, runs, teacher, "whole", cache_mb=1, **options))
+    for (name, a), (_, b) in zip(plain.model.state_dict().items(), whole.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=name)
+    rows = [json.loads(line) for line in (runs / "whole" / "metrics.jsonl").read_text().splitlines()]
+    cached = [r["teacher_cached"] for r in rows if r.get("kind") == "step" and "teacher_cached" in r]
+    assert cached and max(cached) > 0.2  # 6 steps an epoch: a flipped image is seen again in epoch 2
+
+    stopped = _recipe(data, runs, teacher, "stopped", cache_mb=1, **options)
+    with pytest.raises(Stop):
+        train_model(stopped, callbacks=[StopAt(9)])  # last checkpoint at step 8, in epoch 2
+    saved = load_checkpoint(runs / "stopped" / "checkpoints" / "last.pt")["objective"]["teacher_cache"]
+    assert saved["keys"] is not None
+    resumed = train_model(stopped, resume=True)
+    for (name, a), (_, b) in zip(whole.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name

@@ -38,3 +38,22 @@ def test_cpuinfo_flag_is_read(monkeypatch, tmp_path):
 
 def test_recipe_default_is_auto():
     assert TrainConfig().precision == "auto"
+
+
+def test_evaluation_defaults_to_auto_and_resolves_it(monkeypatch):
+    """evaluate_model's default precision is auto: float32 logits without matrix units, bf16 autocast with them."""
+    from torch import nn
+
+    from vitkit.eval.evaluate import evaluate_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))
+    x = torch.randn(8, 3, 2, 2)
+    batches = [(x, torch.arange(8) % 4)]
+    seen = []
+    model.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    monkeypatch.setattr(device_mod, "cpu_has_bf16_matrix_units", lambda: False)
+    evaluate_model(model, batches, progress=False)
+    monkeypatch.setattr(device_mod, "cpu_has_bf16_matrix_units", lambda: True)
+    evaluate_model(model, batches, progress=False)
+    assert seen == [torch.float32, torch.bfloat16]

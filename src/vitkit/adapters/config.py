@@ -9,6 +9,10 @@ Methods (each leaves the pre-trained weights untouched and trains only its own p
   MLP's fc1/fc2 with ``lora_mlp``); B starts at zero; mergeable into W for zero-cost inference.
 - ``prompt``: visual prompt tuning (Jia et al. 2022): ``num_prompts`` learned tokens after the prefix tokens,
   at the input only (shallow) or replaced before every block (``deep``).
+- ``stem_rank`` > 0 (with any method) adds LoRA of that rank to every convolution of the patch embedding (a conv
+  stem's layers, or the patch projection): a frozen stem keeps only the low-level features its first task
+  needed, and tasks such as anti-spoofing live in exactly those. The stem's norm layers then train too
+  (BatchNorm: affine and batch statistics), as the adapted convolutions no longer match their frozen statistics.
 - ``head``: freeze the whole backbone and add nothing (a linear probe: only ``trainable``, the head, learns).
 - ``none``: freeze nothing, add nothing (full fine-tuning).
 """
@@ -35,6 +39,7 @@ class AdapterConfig:
     bottleneck: int = 64
     scale: float = 0.1  # AdaptFormer's s
     lora_mlp: bool = False
+    stem_rank: int = 0
     num_prompts: int = 10
     deep: bool = False
     layers: tuple[int, ...] | None = None
@@ -46,6 +51,11 @@ class AdapterConfig:
         for name in ("rank", "bottleneck", "num_prompts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"adapter.{name} must be at least 1, got {getattr(self, name)}")
+        if self.stem_rank < 0:
+            raise ValueError(f"adapter.stem_rank must be >= 0, got {self.stem_rank}; use 0 to keep the stem frozen")
+        if self.stem_rank and self.method == "none":
+            raise ValueError("adapter.stem_rank adds LoRA to a frozen stem, but method none trains the whole model; "
+                             "choose an adapter method or drop stem_rank")  # fmt: skip
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"adapter.dropout must lie in [0, 1), got {self.dropout}")
         if self.layers is not None:

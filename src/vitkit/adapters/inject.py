@@ -3,8 +3,9 @@
 Blocks are found by module path, one pattern per model family (``blocks.3`` in a ViT,
 ``layers.1.blocks.0`` in a Swin); any other model whose blocks have ``attn`` and ``mlp`` children works too.
 A block's ``mlp`` gets a forward hook (bottleneck, parallel), its ``attn.qkv`` / ``attn.proj`` (and
-``mlp.fc1`` / ``mlp.fc2``) linear layers are swapped for :class:`LoRALinear` (same parameter names), and
-prompt tokens hook the blocks' inputs. ``models/`` is not touched.
+``mlp.fc1`` / ``mlp.fc2``) linear layers are swapped for :class:`LoRALinear` (same parameter names), the patch
+embedding's convolutions for :class:`LoRAConv2d` (``stem_rank``), and prompt tokens hook the blocks' inputs.
+``models/`` is not touched.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from functools import partial
 from torch import nn
 
 from vitkit.adapters.config import AdapterConfig
-from vitkit.adapters.modules import Bottleneck, LoRALinear, PromptTokens
+from vitkit.adapters.modules import Bottleneck, LoRAConv2d, LoRALinear, LoRAUpdate, PromptTokens
 
 # Family -> regular expression of its block module paths (full match), in forward order.
 BLOCK_PATHS: dict[str, str] = {
@@ -26,6 +27,7 @@ BLOCK_PATHS: dict[str, str] = {
 }
 LORA_ATTN = ("attn.qkv", "attn.proj")
 LORA_MLP = ("mlp.fc1", "mlp.fc2")
+NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)  # a stem's norms train with stem_rank
 PROMPT_NAME = "prompt_tokens"
 CONFIG_ATTR = "adapter_config"  # where the model remembers what was added (for saving)
 
@@ -77,11 +79,12 @@ def _select(cfg: AdapterConfig, depth: int) -> list[int]:
     return sorted({i % depth for i in cfg.layers})
 
 
-def _check_width(cfg: AdapterConfig, path: str, width: int) -> None:
-    if cfg.width > width:
-        what = "rank" if cfg.method == "lora" else "bottleneck"
+def _check_width(cfg: AdapterConfig, path: str, width: int, what: str | None = None) -> None:
+    what = what or ("rank" if cfg.method == "lora" else "bottleneck")
+    value = getattr(cfg, what)
+    if value > width:
         raise ValueError(
-            f"adapter {what} {cfg.width} exceeds the width {width} of {path}; use adapter.{what} <= {width} "
+            f"adapter {what} {value} exceeds the width {width} of {path}; use adapter.{what} <= {width} "
             "(a few percent of it is typical)"
         )
 
@@ -101,6 +104,29 @@ def _add_lora(cfg: AdapterConfig, path: str, block: nn.Module) -> None:
             raise ValueError(f"{path}.{target} is a {type(linear).__name__}, not a Linear layer LoRA can wrap")
         _check_width(cfg, f"{path}.{target}", min(linear.in_features, linear.out_features))
         setattr(parent, leaf, LoRALinear.wrap(linear, cfg.rank, cfg.alpha, cfg.dropout))
+
+
+def _add_stem_lora(cfg: AdapterConfig, model: nn.Module) -> tuple[str, ...]:
+    """LoRA on every convolution of the patch embedding; returns the stem's normalisation layers (as name
+    prefixes), which then train too: the adapted convolutions no longer match their frozen statistics."""
+    stems = [(n, m) for n, m in model.named_modules() if n == "patch_embed" or n.endswith(".patch_embed")]
+    layers = [(f"{stems[0][0]}.{n}", m) for n, m in stems[0][1].named_modules() if n] if stems else []
+    convs = [(path, m) for path, m in layers if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(
+            f"adapter.stem_rank: {type(model).__name__} has no patch embedding with convolutions to adapt; set "
+            "adapter.stem_rank: 0"
+        )
+    for path, conv in convs:
+        if type(conv) is not nn.Conv2d:
+            raise ValueError(
+                f"adapter.stem_rank: {path} is a {type(conv).__name__}, whose forward LoRA would bypass; set "
+                "adapter.stem_rank: 0 for this model"
+            )
+        _check_width(cfg, path, min(conv.weight[0].numel(), conv.out_channels), "stem_rank")
+        parent_path, _, leaf = path.rpartition(".")
+        setattr(model.get_submodule(parent_path), leaf, LoRAConv2d.wrap(conv, cfg.stem_rank, cfg.alpha, cfg.dropout))
+    return tuple(f"{path}." for path, m in layers if isinstance(m, NORMS))
 
 
 def _add_bottleneck(cfg: AdapterConfig, path: str, block: nn.Module) -> None:
@@ -151,8 +177,10 @@ def add_adapters(model: nn.Module, cfg: AdapterConfig | dict) -> TrainableReport
         add = _add_lora if cfg.method == "lora" else _add_bottleneck
         for i in chosen:
             add(cfg, *blocks[i])
+    if cfg.stem_rank:
+        cfg = cfg.replace(trainable=tuple(dict.fromkeys(cfg.trainable + _add_stem_lora(cfg, model))))
     for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not name.startswith(cfg.trainable):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not f"{name}.".startswith(cfg.trainable):
             module.register_forward_pre_hook(_frozen_statistics)
     for name in adapter_keys(model):
         model.get_parameter(name).requires_grad_(True)
@@ -170,13 +198,13 @@ def adapter_keys(model: nn.Module) -> list[str]:
         prefix = f"{name}." if name else ""
         if isinstance(module, (Bottleneck, PromptTokens)):
             keys += [prefix + k for k, _ in module.named_parameters()]
-        elif isinstance(module, LoRALinear):
+        elif isinstance(module, LoRAUpdate):
             keys += [prefix + "lora_A", prefix + "lora_B"]
     return keys
 
 
-def lora_layers(model: nn.Module) -> list[tuple[str, LoRALinear]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+def lora_layers(model: nn.Module) -> list[tuple[str, LoRAUpdate]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, LoRAUpdate)]
 
 
 def set_merged(model: nn.Module, merged: bool) -> None:
@@ -192,14 +220,14 @@ def merge_adapters(model: nn.Module) -> nn.Module:
     cfg = getattr(model, CONFIG_ATTR, None)
     if cfg is None:
         return model
-    if cfg.method != "lora":
+    if cfg.method not in ("lora", "head"):
         raise ValueError(
             f"{cfg.method} adapters cannot be merged into the base weights (only LoRA is linear); export the "
             "adapted model to ONNX/TorchScript instead, or train LoRA adapters"
         )
     for name, layer in lora_layers(model):
         parent_name, _, leaf = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), leaf, layer.to_linear())
+        setattr(model.get_submodule(parent_name), leaf, layer.to_plain())
     setattr(model, CONFIG_ATTR, None)
     for p in model.parameters():
         p.requires_grad_(True)

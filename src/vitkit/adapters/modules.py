@@ -44,35 +44,31 @@ class Bottleneck(nn.Module):
         return output + self.scale * self(args[0])
 
 
-class LoRALinear(nn.Linear):
-    """``W x + b + scaling * B A dropout(x)``; keeps the wrapped layer's ``weight`` and ``bias`` under their
-    names (so base keys do not move) and adds ``lora_A`` (r, in) and ``lora_B`` (out, r), B zero at start.
-    Built with :meth:`wrap`."""
+class LoRAUpdate:
+    """What LoRA layers share: ``lora_A`` (r, in, ...) and ``lora_B`` (out, r), B zero at start, the update
+    ``scaling * B A`` in the wrapped layer's weight shape, and merging it in and out. Subclasses wrap a layer
+    by sharing its ``weight`` and ``bias`` (not copies: the base stays one set of tensors, under its names)."""
 
-    @classmethod
-    def wrap(cls, linear: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> LoRALinear:
-        """A LoRA layer sharing ``linear``'s parameters (not copies: the base stays one set of tensors)."""
-        out = cls.__new__(cls)
-        nn.Module.__init__(out)
-        out.in_features, out.out_features = linear.in_features, linear.out_features
-        out.weight, out.bias = linear.weight, linear.bias
-        out.rank, out.scaling, out.merged, out._unmerged = rank, alpha / rank, False, None
-        w = linear.weight
-        out.lora_A = nn.Parameter(torch.empty(rank, linear.in_features, device=w.device, dtype=w.dtype))
-        out.lora_B = nn.Parameter(torch.zeros(linear.out_features, rank, device=w.device, dtype=w.dtype))
-        nn.init.kaiming_uniform_(out.lora_A, a=math.sqrt(5))
-        out.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        return out
+    rank: int
+    scaling: float
+    merged: bool
+    weight: nn.Parameter
+    lora_A: nn.Parameter
+    lora_B: nn.Parameter
+
+    def _init_lora(self, base: nn.Module, a_shape: tuple[int, ...], rank: int, alpha: float, dropout: float) -> None:
+        nn.Module.__init__(self)
+        self.weight, self.bias = base.weight, base.bias
+        self.rank, self.scaling, self.merged, self._unmerged = rank, alpha / rank, False, None
+        w = base.weight
+        self.lora_A = nn.Parameter(torch.empty(rank, *a_shape, device=w.device, dtype=w.dtype))
+        self.lora_B = nn.Parameter(torch.zeros(w.shape[0], rank, device=w.device, dtype=w.dtype))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def delta(self) -> torch.Tensor:
-        """(out, in) update that merging adds to W."""
-        return (self.lora_B @ self.lora_A) * self.scaling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        base = F.linear(x, self.weight, self.bias)
-        if self.merged:
-            return base
-        return base + F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
+        """The update that merging adds to the weight, in the weight's shape."""
+        return (self.lora_B @ self.lora_A.flatten(1)).view_as(self.weight) * self.scaling
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -90,16 +86,71 @@ class LoRALinear(nn.Linear):
             self._unmerged = None
             self.merged = False
 
-    def to_linear(self) -> nn.Linear:
-        """A plain ``nn.Linear`` holding the merged weight."""
+    def to_plain(self) -> nn.Module:
+        """The plain layer (``nn.Linear`` / ``nn.Conv2d``) holding the merged weight."""
         self.merge()
-        plain = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        plain = self._plain()
         plain.weight, plain.bias = self.weight, self.bias
         self._unmerged = None
         return plain.to(self.weight.device)
 
+    def _plain(self) -> nn.Module:
+        raise NotImplementedError
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, rank={self.rank}, scaling={self.scaling:g}, merged={self.merged}"
+
+
+class LoRALinear(LoRAUpdate, nn.Linear):
+    """``W x + b + scaling * B A dropout(x)`` (Hu et al. 2021), with A (r, in). Built with :meth:`wrap`."""
+
+    @classmethod
+    def wrap(cls, linear: nn.Linear, rank: int, alpha: float, dropout: float = 0.0) -> LoRALinear:
+        out = cls.__new__(cls)
+        out._init_lora(linear, (linear.in_features,), rank, alpha, dropout)
+        out.in_features, out.out_features = linear.in_features, linear.out_features
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = F.linear(x, self.weight, self.bias)
+        if self.merged:
+            return base
+        return base + F.linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
+
+    def _plain(self) -> nn.Linear:
+        return nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+
+
+class LoRAConv2d(LoRAUpdate, nn.Conv2d):
+    """LoRA on a convolution, as peft does for ``Conv2d``: A is a convolution with the layer's kernel, stride,
+    padding and dilation from ``in`` to ``r`` channels, B a 1x1 convolution from ``r`` to ``out``; B A is then a
+    kernel of the layer's shape and folds into it exactly. For conv stems, where the low-level features a new
+    task needs (print dots, screen moire, noise) are made and a frozen stem may have learned to discard them."""
+
+    @classmethod
+    def wrap(cls, conv: nn.Conv2d, rank: int, alpha: float, dropout: float = 0.0) -> LoRAConv2d:
+        if conv.groups != 1 or conv.padding_mode != "zeros":
+            raise ValueError(
+                f"LoRA wraps plain convolutions (groups 1, zero padding); this one has groups {conv.groups} and "
+                f"{conv.padding_mode!r} padding. Leave the stem frozen (adapter.stem_rank: 0)"
+            )
+        out = cls.__new__(cls)
+        out._init_lora(conv, tuple(conv.weight.shape[1:]), rank, alpha, dropout)
+        for name in ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "transposed",
+                     "output_padding", "groups", "padding_mode", "_reversed_padding_repeated_twice"):  # fmt: skip
+            setattr(out, name, getattr(conv, name))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        base = self._conv_forward(x, self.weight, self.bias)
+        if self.merged:
+            return base
+        low = F.conv2d(self.lora_dropout(x), self.lora_A, None, self.stride, self.padding, self.dilation)
+        return base + F.conv2d(low, self.lora_B[:, :, None, None]) * self.scaling
+
+    def _plain(self) -> nn.Conv2d:
+        return nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+                         self.dilation, bias=self.bias is not None)  # fmt: skip
 
 
 class PromptTokens(nn.Module):

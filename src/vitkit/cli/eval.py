@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", help="folder for metrics.json and confusion.png (default: next to the checkpoint)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    add_fast_path_arguments(p, default="bf16", int8_calibration="train images")
+    add_fast_path_arguments(p, default="auto", int8_calibration="train images")
     p.add_argument(
         "--antispoof", action="store_true", help="live/spoof data: APCER per attack, BPCER, ACER, HTER, EER, AUC, plots"
     )

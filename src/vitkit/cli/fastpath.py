@@ -9,8 +9,9 @@ def add_fast_path_arguments(p: argparse.ArgumentParser, default: str, int8_calib
     """``--precision fp32|bf16|int8`` and ``--compile``; ``int8_calibration`` says which images calibrate int8."""
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "int8"),
+        choices=("auto", "fp32", "bf16", "int8"),
         default=default,
-        help=f"bf16: autocast, or bf16 weights with --compile; int8: calibrated on {int8_calibration}",
+        help=f"bf16: autocast, or bf16 weights with --compile; int8: calibrated on {int8_calibration}; auto: bf16 "
+        f"on a GPU or an AMX CPU, else fp32 (default: {default})",
     )
     p.add_argument("--compile", action="store_true", help="fast path: torch.compile (CPU: frozen, pre-packed weights)")

@@ -13,6 +13,7 @@ from torch import nn
 
 from vitkit.eval.antispoof import SpoofMetrics, SpoofScores, choose_threshold, plot_roc_det, spoof_metrics
 from vitkit.eval.api import _data_config, _device, _loader
+from vitkit.utils.device import resolve_precision
 
 
 def live_index(classes: list[str]) -> int:
@@ -45,6 +46,7 @@ def score_split(
     dataset = ImageDataset(source, EvalTransform(cfg))
     normalise = BatchAugment(cfg, model.cfg.num_classes, train=False)
     dev = _device(device)
+    precision = resolve_precision(precision, dev)
     model.to(dev).eval()
     scores = []
     for images, labels in _loader(dataset, batch_size, num_workers):

@@ -17,6 +17,7 @@ from vitkit.eval.evaluate import evaluate_model, write_report
 from vitkit.eval.fewshot import FewShotResult, extract_features, fewshot_from_features, sample_shots
 from vitkit.eval.loading import load_classifier
 from vitkit.eval.metrics import EvalResult
+from vitkit.utils.device import resolve_precision
 
 log = logging.getLogger("vitkit.eval")
 
@@ -53,7 +54,7 @@ def evaluate(
     *,
     batch_size: int = 256,
     device: str = "auto",
-    precision: str = "bf16",
+    precision: str = "auto",
     num_workers: int = 2,
     limit: int | None = None,
     img_size: int | None = None,
@@ -67,7 +68,8 @@ def evaluate(
     resolution (position embeddings resampled). ``adapters`` (a file or peft folder) is put onto ``checkpoint``.
     ``compile`` / ``precision="int8"`` run the fast path (:func:`vitkit.fast.optimize`; int8 is calibrated on 256
     images of the train split, or of ``split`` when the data has none). int8 also runs the float32 model on the
-    same images and reports the top-1 agreement with it (``result.agreement``): its accuracy cost.
+    same images and reports the top-1 agreement with it (``result.agreement``): its accuracy cost. ``"auto"``
+    precision is bf16 where it is fast (a GPU, a CPU with AMX) and float32 elsewhere.
     """
     from vitkit.data import BatchAugment, build_dataset
 
@@ -76,6 +78,7 @@ def evaluate(
         overrides["adapters"] = adapters
     model, classes = load_classifier(checkpoint, **overrides)
     dev = _device(device)
+    precision = resolve_precision(precision, dev)
     model.to(dev)
     cfg = _data_config(model, data, num_workers=num_workers)
     dataset = _subset(build_dataset(cfg, split, augment=False), limit)  # eval transform on any split
@@ -132,6 +135,7 @@ def predict(
 
     model, classes = load_classifier(checkpoint)
     dev = _device(device)
+    precision = resolve_precision(precision, dev)
     model.to(dev)
     cfg = _data_config(model, None)
     transform = EvalTransform(cfg)
@@ -228,7 +232,7 @@ def fewshot_evaluate(
     test_limit: int | None = None,
     batch_size: int = 256,
     device: str = "auto",
-    precision: str = "bf16",
+    precision: str = "auto",
     num_workers: int = 2,
 ) -> FewShotResult:
     """The paper's few-shot linear evaluation of ``checkpoint``'s frozen features on ``data``.
@@ -240,6 +244,7 @@ def fewshot_evaluate(
 
     model, _ = load_classifier(checkpoint)
     dev = _device(device)
+    precision = resolve_precision(precision, dev)
     model.to(dev)
     cfg = _data_config(model, data, num_workers=num_workers)
     train_set = build_dataset(cfg, train_split, augment=False)  # frozen features of unaugmented images

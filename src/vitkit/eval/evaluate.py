@@ -22,7 +22,7 @@ def evaluate_model(
     augment: Callable | None = None,
     *,
     device: torch.device | str = "cpu",
-    precision: str = "bf16",
+    precision: str = "auto",
     dist=None,
     classes: list[str] | None = None,
     progress: bool = True,
@@ -34,10 +34,12 @@ def evaluate_model(
     ``reference`` (a float32 model, run without autocast on the same batches) adds the top-1 agreement with it:
     the accuracy cost of a quantised or low-precision copy, measured on real images.
     """
+    from vitkit.utils.device import resolve_precision
     from vitkit.utils.distributed import all_reduce_sum
     from vitkit.utils.progress import ProgressBar
 
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     was_training = model.training
     model.eval()
     num_classes = model.cfg.num_classes if hasattr(model, "cfg") else None

@@ -101,12 +101,14 @@ class FewShotResult:
 
 @torch.no_grad()
 def extract_features(
-    model: nn.Module, loader, augment=None, device: torch.device | str = "cpu", precision: str = "bf16"
+    model: nn.Module, loader, augment=None, device: torch.device | str = "cpu", precision: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pre-logits features (N, D) in float32 and labels (N,) of every batch in ``loader``, model frozen."""
+    from vitkit.utils.device import resolve_precision
     from vitkit.utils.progress import ProgressBar
 
     device = torch.device(device)
+    precision = resolve_precision(precision, device)
     model.eval()
     feats, labels = [], []
     bar = ProgressBar(len(loader), "features", enabled=len(loader) > 1)

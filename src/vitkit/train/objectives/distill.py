@@ -19,6 +19,9 @@ The teacher is frozen, kept in eval mode, runs without gradients on the very sam
 identity (where it came from and a SHA-256 of its weights file, or of its tensors for an in-memory module) is
 part of the objective's options, which the run writes into its recipe and checkpoints; resuming with another
 teacher is refused.
+
+``cache_mb`` > 0 memoises the teacher's logits per distinct input image (``teacher_cache``): exact, and where
+the augmentation repeats inputs (flips only) it runs the teacher on about two epochs' worth of images in all.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from torch import nn
 
 from vitkit.train.objectives.base import Batch, register_objective
 from vitkit.train.objectives.classification import Classification, soft_cross_entropy
+from vitkit.train.objectives.teacher_cache import TeacherCache
 
 TYPES = ("hard", "soft", "none")
 TRAIN_TEACHER = "train one with `vitkit train --config recipes/cifar10_teacher.yaml`"
@@ -112,6 +116,7 @@ class Distillation(Classification):
     alpha: float = 0.5
     tau: float = 1.0
     teacher_sha256: str | None = None
+    cache_mb: float = 0.0
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -124,6 +129,9 @@ class Distillation(Classification):
         if self.type != "none" and self.teacher is None:
             raise ValueError(f"distill.type {self.type!r} needs a teacher: set distill.teacher: <checkpoint>, or "
                              f"{TRAIN_TEACHER}")  # fmt: skip
+        if float(self.cache_mb) < 0:
+            raise ValueError(f"distill.cache_mb must be >= 0 (0: no teacher cache), got {self.cache_mb}")
+        self._cache = TeacherCache(int(float(self.cache_mb) * 2**20)) if self.cache_mb and self.type != "none" else None
         self._teacher: nn.Module | None = None
         self._source: str | None = None
         if isinstance(self.teacher, nn.Module):
@@ -191,6 +199,8 @@ class Distillation(Classification):
         self._load_teacher()
         if self._teacher.training:  # someone called .train() on the whole tree: the teacher stays in eval
             self._teacher.eval()
+        if self._cache is not None:
+            return self._cache(self._teacher, x)
         return self._teacher(x)
 
     def loss(self, model: Callable[..., Any], batch: Batch) -> tuple[torch.Tensor, Mapping[str, Any]]:
@@ -211,11 +221,17 @@ class Distillation(Classification):
             else:
                 kd = soft_distillation_loss(dist_logits.float(), teacher.float(), float(self.tau))
             loss = (1 - self.alpha) * base + self.alpha * kd
-        return loss, {"label_loss": base.detach(), "distill_loss": kd.detach()}
+        metrics = {"label_loss": base.detach(), "distill_loss": kd.detach()}
+        if self._cache is not None:
+            metrics["teacher_cached"] = torch.tensor(self._cache.hit_rate(), device=loss.device)
+        return loss, metrics
 
     # ------------------------------------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, Any]:
-        return {"teacher": self._source, "teacher_sha256": self.teacher_sha256}
+        state = {"teacher": self._source, "teacher_sha256": self.teacher_sha256}
+        if self._cache is not None:  # a resumed run then reads the very logits an uninterrupted one would
+            state["teacher_cache"] = self._cache.state_dict()
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         saved = state.get("teacher_sha256")
@@ -225,6 +241,8 @@ class Distillation(Classification):
                 f"{self._source!r} (sha256 {self.teacher_sha256[:12]}...); resume with the original teacher or "
                 "start a new run"
             )
+        if self._cache is not None and state.get("teacher_cache") is not None:
+            self._cache.load_state_dict(state["teacher_cache"])
 
     def options(self) -> dict[str, Any]:
         """The recipe section that rebuilds this objective, with the teacher's recorded identity."""
