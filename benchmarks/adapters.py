@@ -47,6 +47,7 @@ METHODS = {
     "lora+stem-weights": {"method": "lora", "trainable": ["head", "patch_embed"]},
 }
 DEFAULT = "head,bottleneck,parallel,lora,prompt,lora+stem,full"
+FULL_RATE = {"full", "full-no-stem"}  # labels that train the base weights themselves take --lr-full
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,7 +78,7 @@ def run_method(args: argparse.Namespace, label: str) -> dict:
     from vitkit.train import finetune, load_recipe
 
     section = METHODS[label]
-    lr = args.lr_full if section["method"] == "none" or label == "full-no-stem" else args.lr
+    lr = args.lr_full if label in FULL_RATE else args.lr
     length = [f"train.max_minutes={args.minutes}"] if args.steps is None else \
         ["train.max_minutes=null", f"train.max_steps={args.steps}"]  # fmt: skip
     section = {"stem_rank": 0, **section}  # the recipe's stem_rank only where the label asks for it

@@ -29,12 +29,16 @@ def _images(n: int, seed: int) -> torch.Tensor:
     return torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
 
 
+@torch.no_grad()
+def _first_pass(max_bytes: int, n: int, seed: int) -> tuple[CountingTeacher, TeacherCache, torch.Tensor, torch.Tensor]:
+    """A fresh teacher and cache, and the cache's answers for ``n`` new images: (teacher, cache, images, answers)."""
+    teacher, cache, x = CountingTeacher().eval(), TeacherCache(max_bytes), _images(n, seed)
+    return teacher, cache, x, cache(teacher, x)
+
+
 def test_answers_equal_the_teacher_and_it_runs_only_on_unseen_inputs():
-    teacher = CountingTeacher().eval()
-    cache = TeacherCache(1 << 20)
-    a = _images(6, 0)
+    teacher, cache, a, first = _first_pass(1 << 20, 6, 0)
     with torch.no_grad():
-        first = cache(teacher, a)
         torch.testing.assert_close(first, teacher.net(a), rtol=0, atol=1e-6)
         # the next batch: two seen images, two of them flipped (new inputs), two fresh
         b = torch.cat([a[[4, 1]], a[[0, 2]].flip(-1), _images(2, 1)])
@@ -54,21 +58,13 @@ def test_digests_tell_apart_values_dtypes_and_flips():
 
 
 def test_byte_limit_stops_growth_but_answers_stay_right():
-    teacher = CountingTeacher().eval()
-    cache = TeacherCache(3 * (5 * 4 + 200))  # room for three entries of 5 float32 logits
-    x = _images(8, 2)
-    with torch.no_grad():
-        out = cache(teacher, x)
+    teacher, cache, x, out = _first_pass(3 * (5 * 4 + 200), 8, 2)  # room for three entries of 5 float32 logits
     assert len(cache) == 3 and cache.nbytes <= cache.max_bytes
     torch.testing.assert_close(out, teacher.net(x), rtol=0, atol=1e-6)
 
 
 def test_state_round_trips_exactly():
-    teacher = CountingTeacher().eval()
-    cache = TeacherCache(1 << 20)
-    x = _images(5, 3)
-    with torch.no_grad():
-        before = cache(teacher, x)
+    teacher, cache, x, before = _first_pass(1 << 20, 5, 3)
     restored = TeacherCache(1 << 20)
     restored.load_state_dict(cache.state_dict())
     teacher.calls.clear()

@@ -89,21 +89,19 @@ def _check_width(cfg: AdapterConfig, path: str, width: int, what: str | None = N
         )
 
 
-def _submodule(block: nn.Module, path: str) -> nn.Module:
-    for part in path.split("."):
-        block = getattr(block, part)
-    return block
+def replace_module(root: nn.Module, path: str, new: nn.Module) -> None:
+    """Put ``new`` at the dotted ``path`` under ``root`` (where LoRA layers go in and plain layers come back)."""
+    parent_path, _, leaf = path.rpartition(".")
+    setattr(root.get_submodule(parent_path), leaf, new)
 
 
 def _add_lora(cfg: AdapterConfig, path: str, block: nn.Module) -> None:
     for target in LORA_ATTN + (LORA_MLP if cfg.lora_mlp else ()):
-        parent_path, _, leaf = target.rpartition(".")
-        parent = _submodule(block, parent_path)
-        linear = getattr(parent, leaf)
+        linear = block.get_submodule(target)
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"{path}.{target} is a {type(linear).__name__}, not a Linear layer LoRA can wrap")
         _check_width(cfg, f"{path}.{target}", min(linear.in_features, linear.out_features))
-        setattr(parent, leaf, LoRALinear.wrap(linear, cfg.rank, cfg.alpha, cfg.dropout))
+        replace_module(block, target, LoRALinear.wrap(linear, cfg.rank, cfg.alpha, cfg.dropout))
 
 
 def _add_stem_lora(cfg: AdapterConfig, model: nn.Module) -> tuple[str, ...]:
@@ -124,8 +122,7 @@ def _add_stem_lora(cfg: AdapterConfig, model: nn.Module) -> tuple[str, ...]:
                 "adapter.stem_rank: 0 for this model"
             )
         _check_width(cfg, path, min(conv.weight[0].numel(), conv.out_channels), "stem_rank")
-        parent_path, _, leaf = path.rpartition(".")
-        setattr(model.get_submodule(parent_path), leaf, LoRAConv2d.wrap(conv, cfg.stem_rank, cfg.alpha, cfg.dropout))
+        replace_module(model, path, LoRAConv2d.wrap(conv, cfg.stem_rank, cfg.alpha, cfg.dropout))
     return tuple(f"{path}." for path, m in layers if isinstance(m, NORMS))
 
 
@@ -226,8 +223,7 @@ def merge_adapters(model: nn.Module) -> nn.Module:
             "adapted model to ONNX/TorchScript instead, or train LoRA adapters"
         )
     for name, layer in lora_layers(model):
-        parent_name, _, leaf = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), leaf, layer.to_plain())
+        replace_module(model, name, layer.to_plain())
     setattr(model, CONFIG_ATTR, None)
     for p in model.parameters():
         p.requires_grad_(True)

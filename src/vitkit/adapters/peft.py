@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vitkit.adapters.config import AdapterConfig
-from vitkit.adapters.inject import CONFIG_ATTR
+from vitkit.adapters.inject import CONFIG_ATTR, replace_module
 from vitkit.adapters.modules import LoRALinear
 
 # (transformers >= 5 module, classic module, vitkit module in block i, slot in the fused qkv or None)
@@ -117,9 +117,7 @@ def apply_peft(model: nn.Module, folder: str | Path) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     for path, ab in modules.items():
-        parent_path, _, leaf = path.rpartition(".")
-        parent = model.get_submodule(parent_path)
-        linear = getattr(parent, leaf)
+        linear = model.get_submodule(path)
         if tuple(ab["A"].shape[1:]) != (linear.in_features,) or ab["B"].shape[0] != linear.out_features:
             raise ValueError(
                 f"{folder}: LoRA for {path} has shapes {list(ab['A'].shape)} / {list(ab['B'].shape)}, which do not "
@@ -129,7 +127,7 @@ def apply_peft(model: nn.Module, folder: str | Path) -> nn.Module:
         lora.scaling = scaling
         lora.lora_A.copy_(ab["A"])
         lora.lora_B.copy_(ab["B"])
-        setattr(parent, leaf, lora)
+        replace_module(model, path, lora)
     if head:
         model.load_state_dict(head, strict=False)
     lora_mlp = any(p.endswith(("mlp.fc1", "mlp.fc2")) for p in modules)

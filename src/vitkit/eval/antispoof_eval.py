@@ -13,7 +13,7 @@ from torch import nn
 
 from vitkit.eval.antispoof import SpoofMetrics, SpoofScores, choose_threshold, plot_roc_det, spoof_metrics
 from vitkit.eval.api import _data_config, _device, _loader
-from vitkit.utils.device import resolve_precision
+from vitkit.utils.device import autocast_for, resolve_precision
 
 
 def live_index(classes: list[str]) -> int:
@@ -51,7 +51,7 @@ def score_split(
     scores = []
     for images, labels in _loader(dataset, batch_size, num_workers):
         x, _ = normalise(images.to(dev), labels.to(dev))
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast_for(precision, dev):
             probs = model(x).float().softmax(dim=-1)
         scores.append((1.0 - probs[:, live]).cpu().numpy())
     return SpoofScores(np.concatenate(scores).astype(np.float64), types)

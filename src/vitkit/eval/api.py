@@ -17,7 +17,7 @@ from vitkit.eval.evaluate import evaluate_model, write_report
 from vitkit.eval.fewshot import FewShotResult, extract_features, fewshot_from_features, sample_shots
 from vitkit.eval.loading import load_classifier
 from vitkit.eval.metrics import EvalResult
-from vitkit.utils.device import resolve_precision
+from vitkit.utils.device import autocast_for, resolve_precision
 
 log = logging.getLogger("vitkit.eval")
 
@@ -161,7 +161,7 @@ def predict(
         x, _ = normalise(batch, torch.zeros(len(chunk), dtype=torch.long, device=dev))
         if not fast_done:  # the fast path is built once, on the first batch that could be read
             model, fast_done = _fast(model, precision, compile, lambda x=x: [x]), True
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast_for(precision, dev):
             probs = model(x).float().softmax(dim=-1)
         top = probs.topk(k, dim=-1)
         for path, p, i in zip(chunk, top.values.tolist(), top.indices.tolist()):
@@ -244,7 +244,6 @@ def fewshot_evaluate(
 
     model, _ = load_classifier(checkpoint)
     dev = _device(device)
-    precision = resolve_precision(precision, dev)
     model.to(dev)
     cfg = _data_config(model, data, num_workers=num_workers)
     train_set = build_dataset(cfg, train_split, augment=False)  # frozen features of unaugmented images

@@ -34,7 +34,7 @@ def evaluate_model(
     ``reference`` (a float32 model, run without autocast on the same batches) adds the top-1 agreement with it:
     the accuracy cost of a quantised or low-precision copy, measured on real images.
     """
-    from vitkit.utils.device import resolve_precision
+    from vitkit.utils.device import autocast_for, resolve_precision
     from vitkit.utils.distributed import all_reduce_sum
     from vitkit.utils.progress import ProgressBar
 
@@ -50,7 +50,7 @@ def evaluate_model(
     for i, (images, labels) in enumerate(loader):
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         x = augment(images, labels)[0] if augment is not None else images
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast_for(precision, device):
             logits = model(x)
         if acc is None:
             acc = MetricAccumulator(num_classes or logits.shape[-1], device=device)

@@ -104,7 +104,7 @@ def extract_features(
     model: nn.Module, loader, augment=None, device: torch.device | str = "cpu", precision: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pre-logits features (N, D) in float32 and labels (N,) of every batch in ``loader``, model frozen."""
-    from vitkit.utils.device import resolve_precision
+    from vitkit.utils.device import autocast_for, resolve_precision
     from vitkit.utils.progress import ProgressBar
 
     device = torch.device(device)
@@ -115,7 +115,7 @@ def extract_features(
     for i, (images, y) in enumerate(loader):
         images = images.to(device)
         x = augment(images, y.to(device))[0] if augment is not None else images
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast_for(precision, device):
             f = model.forward_head(model.forward_features(x), pre_logits=True)  # (B, D)
         feats.append(f.float().cpu())
         labels.append(y.cpu())

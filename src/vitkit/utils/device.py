@@ -39,3 +39,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if device.type == "cpu" and cpu_has_bf16_matrix_units() else "fp32"
+
+
+def autocast_for(precision: str, device: torch.device) -> torch.autocast:
+    """bf16 autocast where ``precision`` is bf16, a disabled context otherwise. ``auto`` is resolved here too,
+    but a loop should resolve it once beforehand: on a CPU that reads /proc/cpuinfo."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_precision(precision, device) == "bf16")

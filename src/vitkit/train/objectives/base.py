@@ -78,6 +78,7 @@ class Objective:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: Iterable, ctx: EvalContext) -> Any:
         """Mean loss over ``loader`` (``reports = "loss"``); classification objectives report accuracy instead."""
+        from vitkit.utils.device import autocast_for
         from vitkit.utils.distributed import all_reduce_sum
 
         was_training = model.training
@@ -86,7 +87,7 @@ class Objective:
         for images, labels in loader:
             images, labels = images.to(ctx.device), labels.to(ctx.device)
             x = ctx.augment(images, labels)[0] if ctx.augment is not None else images
-            with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=ctx.precision == "bf16"):
+            with autocast_for(ctx.precision, ctx.device):
                 loss, _ = self.loss(model, (x, labels))
             totals += torch.stack([loss.detach().double() * len(x), totals.new_tensor(len(x))])
         model.train(was_training)
