@@ -188,6 +188,10 @@ def train_model(
                 final.load_state_dict(weights)
         if dist.is_main:
             export_model(final, folder / "model.safetensors")
+        # No rank leaves while another still communicates. The wait also lets gloo's worker threads release the
+        # last collective's tensors (which needs the GIL) before this process can reach interpreter shutdown, where
+        # taking the GIL aborts the process ("terminate called without an active exception").
+        dist_utils.barrier(dist)
         return result
     finally:
         dist_utils.cleanup(dist)
