@@ -9,6 +9,7 @@ import torch
 
 from vitkit.train.objectives import EvalContext
 from vitkit.train.parallel import reshard
+from vitkit.utils.device import autocast_for
 
 
 def eval_numbers(result: Any) -> dict[str, float]:
@@ -28,7 +29,7 @@ def time_evaluation(trainer: Any) -> float:
     clock = trainer.budget.clock
     for _ in range(2):  # the second run is timed: the first warms kernels and the allocator
         start = clock()
-        with torch.autocast(**trainer.autocast), trainer.attention():
+        with autocast_for(trainer.precision, trainer.device), trainer.attention():
             model(x)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()

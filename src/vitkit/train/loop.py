@@ -33,7 +33,7 @@ from vitkit.train.parallel import attention_backend, no_grad_sync, wrap_model
 from vitkit.train.recipe import Recipe
 from vitkit.train.schedule import LRSchedule
 from vitkit.train.state import restore_rng
-from vitkit.utils.device import resolve_device, resolve_precision
+from vitkit.utils.device import autocast_for, resolve_device, resolve_precision
 from vitkit.utils.distributed import DistInfo, broadcast_object
 
 log = logging.getLogger("vitkit.train")
@@ -98,7 +98,6 @@ class Trainer(Checkpointing):
         self.optimizer = build_optimizer(self.model, recipe.optim)
         self.forward = torch.compile(self.wrapped) if t.compile else self.wrapped
         self.precision = resolve_precision(t.precision, self.device)
-        self.autocast = dict(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         self.attention = attention_backend(t.sdpa_backend)
         total = t.epochs * self.steps_per_epoch
         self.max_steps = total if t.max_steps is None else min(t.max_steps, total)
@@ -176,7 +175,7 @@ class Trainer(Checkpointing):
             images = images.to(self.device, non_blocking=True)
             x, targets = self.augment(images, labels.to(self.device, non_blocking=True))  # (B, 3, H, W), targets
             with no_grad_sync(self.wrapped, skip=self.dist.enabled and i < accum - 1):
-                with torch.autocast(**self.autocast), self.attention():
+                with autocast_for(self.precision, self.device), self.attention():
                     loss, logs = self.objective.loss(self.forward, (x, targets))
                 (loss / accum).backward()
             self.meter.add(loss, logs, accum)
