@@ -25,6 +25,7 @@ def _hf_and_peft(tmp_path: Path, rslora: bool, targets: str) -> tuple[Path, Path
     wanted = {
         "attn": ["q_proj", "k_proj", "v_proj", "o_proj"] if new else ["query", "key", "value", "dense"],
         "qv+mlp": ["q_proj", "v_proj", "fc1", "fc2"] if new else ["query", "value", "intermediate.dense"],
+        "qv+patch": ["q_proj", "v_proj", "projection"] if new else ["query", "value", "projection"],
     }[targets]
     lora = peft.LoraConfig(r=4, lora_alpha=6, target_modules=wanted, modules_to_save=["classifier"], use_rslora=rslora)
     wrapped = peft.get_peft_model(model, lora)
@@ -42,7 +43,7 @@ def _hf_and_peft(tmp_path: Path, rslora: bool, targets: str) -> tuple[Path, Path
     return tmp_path / "hf", tmp_path / "peft", x, (expected, plain)
 
 
-@pytest.mark.parametrize("rslora, targets", [(False, "attn"), (True, "qv+mlp")])
+@pytest.mark.parametrize("rslora, targets", [(False, "attn"), (True, "qv+mlp"), (False, "qv+patch")])
 def test_peft_lora_gives_peft_logits(tmp_path: Path, rslora: bool, targets: str) -> None:
     from vitkit import load_pretrained
 
@@ -52,3 +53,12 @@ def test_peft_lora_gives_peft_logits(tmp_path: Path, rslora: bool, targets: str)
         got = model(x)
     assert not torch.allclose(expected, plain, atol=1e-3)  # the adapter changes the logits
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    if "patch" in targets:  # peft's conv LoRA on the patch projection became vitkit's stem LoRA
+        from vitkit.adapters.modules import LoRAConv2d
+
+        assert isinstance(model.patch_embed.proj, LoRAConv2d) and model.patch_embed.proj.lora_B.abs().sum() > 0
+    from vitkit.adapters import merge_adapters
+
+    with torch.no_grad():
+        merged = merge_adapters(model)(x)  # folded into plain layers, as `vitkit export --merge-adapters` writes
+    torch.testing.assert_close(merged, expected, atol=1e-5, rtol=0)

@@ -5,7 +5,8 @@ peft keys look like ``base_model.model.vit.layers.{i}.attention.q_proj.lora_A.we
 ``base_model.model.vit.encoder.layer.{i}.attention.attention.query.lora_A.weight`` (older), A (r, in) and
 B (out, r), scaling ``lora_alpha / r`` (``/ sqrt(r)`` with rsLoRA). vitkit fuses q, k and v into one ``qkv``
 layer, so their three updates become one LoRA of rank 3r: A stacked, B block-diagonal, which is the same
-update exactly.
+update exactly. LoRA on the patch projection (``embeddings.patch_embeddings.projection``, a convolution: A (r, C,
+p, p), B (D, r, 1, 1)) becomes vitkit's stem LoRA on ``patch_embed.proj``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import nn
 
 from vitkit.adapters.config import AdapterConfig
 from vitkit.adapters.inject import CONFIG_ATTR, replace_module
-from vitkit.adapters.modules import LoRALinear
+from vitkit.adapters.modules import LoRAConv2d, LoRALinear
 
 # (transformers >= 5 module, classic module, vitkit module in block i, slot in the fused qkv or None)
 _TARGETS = [
@@ -32,6 +33,8 @@ _TARGETS = [
 ]
 _MODULES = {name: (mine, slot) for new, old, mine, slot in _TARGETS for name in (new, old)}
 _KEY = re.compile(r"base_model\.model\.vit\.(?:layers|encoder\.layer)\.(\d+)\.(.+)\.lora_([AB])\.weight")
+_STEM_KEY = re.compile(r"base_model\.model\.vit\.embeddings\.patch_embeddings\.projection\.lora_([AB])\.weight")
+_STEM = "patch_embed.proj"
 _HEAD = {"base_model.model.classifier.weight": "head.weight", "base_model.model.classifier.bias": "head.bias"}
 
 
@@ -76,11 +79,16 @@ def peft_to_vitkit(folder: str | Path) -> tuple[dict[str, dict[str, torch.Tensor
         if key in _HEAD:
             head[_HEAD[key]] = value
             continue
+        stem = _STEM_KEY.fullmatch(key)
+        if stem:
+            parts.setdefault((_STEM, None), {})[stem.group(1)] = value
+            continue
         match = _KEY.fullmatch(key)
         if not match or match.group(2) not in _MODULES:
             raise ValueError(
-                f"{folder}: key {key} is not a LoRA weight of a ViTForImageClassification encoder layer or its "
-                "classifier; vitkit reads LoRA on the attention and MLP linear layers only"
+                f"{folder}: key {key} is not a LoRA weight of a ViTForImageClassification encoder layer, its patch "
+                "projection or its classifier; vitkit reads LoRA on the attention and MLP linear layers and the "
+                "patch projection only"
             )
         target, slot = _MODULES[match.group(2)]
         parts.setdefault((f"blocks.{match.group(1)}.{target}", slot), {})[match.group(3)] = value
@@ -117,21 +125,26 @@ def apply_peft(model: nn.Module, folder: str | Path) -> nn.Module:
     for p in model.parameters():
         p.requires_grad_(False)
     for path, ab in modules.items():
-        linear = model.get_submodule(path)
-        if tuple(ab["A"].shape[1:]) != (linear.in_features,) or ab["B"].shape[0] != linear.out_features:
+        layer = model.get_submodule(path)
+        shape = tuple(layer.weight.shape)
+        if tuple(ab["A"].shape[1:]) != shape[1:] or tuple(ab["B"].shape[:1]) != shape[:1]:
             raise ValueError(
                 f"{folder}: LoRA for {path} has shapes {list(ab['A'].shape)} / {list(ab['B'].shape)}, which do not "
-                f"fit the model's {linear.out_features}x{linear.in_features} layer; load the base it was trained on"
+                f"fit the model's layer of weight shape {list(shape)}; load the base it was trained on"
             )
-        lora = LoRALinear.wrap(linear, ab["A"].shape[0], alpha, float(config.get("lora_dropout", 0.0)))
+        kind = LoRAConv2d if isinstance(layer, nn.Conv2d) else LoRALinear
+        lora = kind.wrap(layer, ab["A"].shape[0], alpha, float(config.get("lora_dropout", 0.0)))
         lora.scaling = scaling
         lora.lora_A.copy_(ab["A"])
-        lora.lora_B.copy_(ab["B"])
+        lora.lora_B.copy_(ab["B"].flatten(1))  # a conv's B is (out, r, 1, 1)
         replace_module(model, path, lora)
     if head:
         model.load_state_dict(head, strict=False)
     lora_mlp = any(p.endswith(("mlp.fc1", "mlp.fc2")) for p in modules)
-    setattr(model, CONFIG_ATTR, AdapterConfig(method="lora", rank=r, alpha=alpha, lora_mlp=lora_mlp))
+    stem_rank = r if _STEM in modules else 0
+    setattr(
+        model, CONFIG_ATTR, AdapterConfig(method="lora", rank=r, alpha=alpha, lora_mlp=lora_mlp, stem_rank=stem_rank)
+    )
     return model
 
 
