@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from paths import REPO
 from vitkit.data import data_roots
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def _cifar() -> Path | None:

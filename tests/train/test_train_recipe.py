@@ -3,16 +3,15 @@ what is valid; ``--set`` overrides are typed by their field."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
+from paths import REPO
 from vitkit.train.catalog import named_recipes, recipe_summary, resolve_recipe
 from vitkit.train.recipe import OptimConfig, dump_recipe, load_recipe, recipe_from_dict
 
 RECIPES = sorted(named_recipes().values())  # the package's own (vitkit/recipes), then a checkout's recipes/
-PACKAGED = Path(__file__).parents[1] / "src" / "vitkit" / "recipes"
+PACKAGED = REPO / "src" / "vitkit" / "recipes"
 
 
 def test_the_issue_recipes_are_shipped_as_package_data_and_found_by_name():

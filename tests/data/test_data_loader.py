@@ -11,11 +11,10 @@ import torch
 from torch.utils.data import Subset
 
 from data_images import CIFAR10_CLASSES, make_class_folder, make_mixed_folder
+from paths import CIFAR, REPO
 from vitkit.data import BatchAugment, DataConfig, InMemoryDataset, build_dataset, create_loader, set_epoch
 from vitkit.data import memory as memory_mod
 from vitkit.data.loader import SeededSampler, sample_seed
-
-CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"  # ../shared beside the checkout
 
 
 @pytest.fixture
@@ -129,7 +128,7 @@ def test_in_memory_skips_unreadable_images_and_resizes_mixed_sizes(tmp_path, cap
 
 @pytest.mark.skipif(not CIFAR.is_dir(), reason="needs ../shared/data/cifar10")
 def test_real_cifar10_from_the_shared_data_root(monkeypatch):
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the repository: 'cifar10' resolves via ../shared/data
+    monkeypatch.chdir(REPO)  # the repository: 'cifar10' resolves via ../shared/data
     monkeypatch.delenv("VITKIT_DATA", raising=False)
     cfg = DataConfig.from_model_config("vit_tiny_patch4_32", dataset="cifar10", train_crop="pad", verify="none")
     ds = build_dataset(cfg, "test")

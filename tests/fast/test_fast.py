@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,10 +13,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 import vitkit
+from paths import CIFAR
 from vitkit.config import ViTConfig
 from vitkit.fast import compiler_problem
 
-CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"  # ../shared beside the checkout
 needs_torchao = pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="int8 needs torchao")
 TINY = ViTConfig(img_size=(32, 32), patch_size=(8, 8), embed_dim=32, depth=2, num_heads=2, mlp_dim=64, num_classes=10)
 
