@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from vitkit.eval.api import fewshot_evaluate
+from vitkit.families import build_model
 from vitkit.weights import load_pretrained, save_pretrained
 
 
@@ -25,7 +26,7 @@ def random_twin(mae_checkpoint: str, folder: Path) -> Path:
     """The MAE checkpoint's architecture, freshly initialised (seed 0), saved as a vitkit file."""
     cfg = load_pretrained(mae_checkpoint).cfg
     torch.manual_seed(0)
-    return save_pretrained(cfg.build(), folder / "mae_random_init.safetensors")
+    return save_pretrained(build_model(cfg), folder / "mae_random_init.safetensors")
 
 
 def main() -> None:

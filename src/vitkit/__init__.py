@@ -1,26 +1,29 @@
 """vitkit: Vision Transformers (Dosovitskiy et al., 2020) for PyTorch, exact, complete and fast.
 
-The public API is imported lazily, so ``import vitkit`` stays quick and optional parts (training, plotting)
-load only when used.
+The public API is imported lazily, so ``import vitkit`` (and ``import vitkit.data`` or ``vitkit.config``) loads no
+model code, and optional parts (training, plotting) load only when used.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from vitkit.config import ViTConfig
-from vitkit.layers.pos_embed import resample_pos_embed
-from vitkit.models.vit import VisionTransformer
-from vitkit.registry import count_parameters, get_config, list_models, register_model
-
-__version__ = "0.1.0"
+from vitkit.utils.lazy import lazy_attributes
+from vitkit.version import __version__
 
 # name -> module that defines it; resolved on first access.
 _LAZY = {
-    "load_pretrained": "vitkit.weights",
+    "ViTConfig": "vitkit.config",
+    "VisionTransformer": "vitkit.models.vit",
+    "resample_pos_embed": "vitkit.layers.pos_embed",
+    "count_parameters": "vitkit.registry",
+    "get_config": "vitkit.registry",
+    "list_models": "vitkit.registry",
+    "register_model": "vitkit.registry",
+    "register_family": "vitkit.families",
+    "load_pretrained": "vitkit.adapters.loading",  # with adapters=...; vitkit.weights.load_pretrained is the base
     "save_pretrained": "vitkit.weights",
-    "visualize": "vitkit.viz",
+    "visualize": "vitkit.viz.draw",
     "Recipe": "vitkit.train",
     "load_recipe": "vitkit.train",
     "train_model": "vitkit.train",
@@ -37,24 +40,15 @@ _LAZY = {
     "optimize": "vitkit.fast",
 }
 
-__all__ = [
-    "ViTConfig",
-    "VisionTransformer",
-    "count_parameters",
-    "create_model",
-    "get_config",
-    "list_models",
-    "register_model",
-    "resample_pos_embed",
-    *_LAZY,
-]
+__all__ = ["__version__", "create_model", *_LAZY]
 
 
 def create_model(name: str, pretrained: bool = False, **overrides: Any) -> Any:
-    """Build the model registered as ``name`` (``overrides`` are config fields); with ``pretrained=True`` load
-    timm's published weights for it through the Hugging Face cache (``name.tag`` picks a tag, as in timm)."""
+    """Build the model registered as ``name`` (``overrides`` are config fields; ``features_only=True`` and
+    ``out_indices`` give a backbone's feature maps); with ``pretrained=True`` load timm's published weights for it
+    through the Hugging Face cache (``name.tag`` picks a tag, as in timm)."""
     if pretrained:
-        from vitkit.weights.hub import load_hub_model
+        from vitkit.weights.load import load_hub_model
 
         return load_hub_model(name, **overrides)
     from vitkit.registry import create_model as build
@@ -62,7 +56,4 @@ def create_model(name: str, pretrained: bool = False, **overrides: Any) -> Any:
     return build(name, **overrides)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'vitkit' has no attribute {name!r}")
+__getattr__ = lazy_attributes("vitkit", _LAZY)

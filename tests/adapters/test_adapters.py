@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from helpers import tiny_config
 from vitkit import VisionTransformer
 from vitkit.adapters import AdapterConfig, add_adapters, merge_adapters, set_merged, trainable_parameters
+from vitkit.families import build_model
 
 ZERO_INIT = [
     AdapterConfig(method="bottleneck", bottleneck=8),
@@ -184,7 +185,7 @@ def _tiny_swin():
     cfg = swin.SwinConfig(
         img_size=16, patch_size=2, embed_dim=16, depths=(1, 2), num_heads=(2, 4), window_size=4, num_classes=3
     )
-    return cfg.build().eval()
+    return build_model(cfg).eval()
 
 
 @pytest.mark.parametrize("method", ["lora", "bottleneck", "parallel"])

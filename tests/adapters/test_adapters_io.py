@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from helpers import tiny_config
 from vitkit import VisionTransformer, load_pretrained, save_pretrained
 from vitkit.adapters import AdapterConfig, add_adapters, attach_adapters, backbone_hash, load_ensemble, save_adapters
+from vitkit.families import build_model
 from vitkit.weights.errors import CheckpointError
 
 
@@ -187,7 +188,7 @@ def test_swin_adapters_round_trip(tmp_path: Path) -> None:
     cfg = swin.SwinConfig(
         img_size=16, patch_size=2, embed_dim=16, depths=(1, 2), num_heads=(2, 4), window_size=4, num_classes=3
     )
-    base = save_pretrained(cfg.build(), tmp_path / "swin.safetensors")
+    base = save_pretrained(build_model(cfg), tmp_path / "swin.safetensors")
     model = _adapted(base, AdapterConfig(method="parallel", bottleneck=4))
     path = save_adapters(model, tmp_path / "a.safetensors")
     restored = attach_adapters(partial(load_pretrained, base), path)

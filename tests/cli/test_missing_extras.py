@@ -46,8 +46,9 @@ def checkpoint(tmp_path_factory):
         ({"matplotlib"}, ["visualize", "{ckpt}", "--kind", "posembed", "--out", "{tmp}"], "viz"),
         ({"onnx", "onnxscript", "onnxruntime"}, ["export", "{ckpt}", "--out", "{tmp}/model.onnx"], "export"),
         ({"yaml"}, ["train", "--config", "cifar10_vit"], "train"),
+        ({"huggingface_hub"}, ["predict", "{ckpt}", "--checkpoint", "hf-hub:google/vit-base-patch16-224"], "hub"),
     ],
-    ids=["visualize", "export", "train"],
+    ids=["visualize", "export", "train", "hub"],
 )
 def test_a_missing_optional_part_is_one_line_naming_the_extra(checkpoint, tmp_path, hidden, command, extra):
     args = [a.format(ckpt=checkpoint, tmp=tmp_path) for a in command]

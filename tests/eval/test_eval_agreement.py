@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from vitkit.eval.evaluate import evaluate_model
+from vitkit.eval.classification import evaluate_model
 
 
 def test_agreement_with_a_reference_model_matches_a_hand_count():

@@ -53,6 +53,17 @@ def test_bad_files_are_skipped_and_named(folder, caplog):
     ]
 
 
+def test_a_decompression_bomb_is_skipped_with_its_whole_reason(folder, tmp_path, caplog):
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (14_000, 14_000)).save(bomb)  # 24 kB on disk, 196 MP decoded: over twice Pillow's 89.5 MP guard
+    with caplog.at_level("WARNING", logger="vitkit.eval"):
+        out = predict([bomb, folder / "images" / "a.png"], folder / "model.safetensors", topk=1)
+    assert len(out) == 1
+    (line,) = [r.getMessage() for r in caplog.records]
+    limit = 2 * Image.MAX_IMAGE_PIXELS  # Pillow refuses past twice its limit (and only warns below)
+    assert line.startswith(f"skipped {bomb}: Image size (196000000 pixels) exceeds limit of {limit} pixels")
+
+
 def test_a_directory_is_a_folder_of_images(folder):
     out = predict([folder / "images"], folder / "model.safetensors", topk=1)
     assert [os.path.relpath(p.path, folder / "images") for p in out] == ["a.png", os.path.join("more", "b.jpg")]

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mae_helpers import hf_mae, tiny_mae_config
+from vitkit.families import build_model
 from vitkit.models.mae import MaskedAutoencoder, masked_mse, patchify, random_masking
 from vitkit.registry import count_parameters, get_config, list_models
 from vitkit.weights.load import load_pretrained
@@ -144,7 +145,7 @@ def test_encoder_state_is_pure_and_complete():
     state, cfg = encoder_state(model.state_dict(), model.cfg)
     assert cfg.global_pool == "avg" and cfg.fc_norm and cfg.pos_embed == "learned" and cfg.num_classes == 0
     assert not any(k.startswith(("decoder", "mask_token", "norm.")) for k in state)
-    assert set(state) == set(cfg.build().state_dict())
+    assert set(state) == set(build_model(cfg).state_dict())
 
 
 # ------------------------------------------------------------------------------------------------ bad input

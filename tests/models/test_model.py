@@ -167,10 +167,10 @@ def test_distilled_token_and_heads():
     assert feats.shape == (2, 18, 32)
     expected = (model.head(feats[:, 0]) + model.head_dist(feats[:, 1])) / 2
     torch.testing.assert_close(model.forward_head(feats), expected)
-    model.train()
-    model.distilled_training = True
-    cls_logits, dist_logits = model(torch.randn(2, 3, 16, 16))
+    cls_logits, dist_logits = model(torch.randn(2, 3, 16, 16), distillation=True)  # what DeiT's objective asks
     assert cls_logits.shape == dist_logits.shape == (2, 5)
+    plain = VisionTransformer(tiny_config())  # no distillation head: the keyword changes nothing
+    assert plain(torch.randn(2, 3, 16, 16), distillation=True).shape == (2, 5)
 
 
 def test_learned2d_concatenates_row_and_column_embeddings():
@@ -313,17 +313,21 @@ def test_forward_intermediates_is_the_one_pass_the_other_forwards_use():
     for block in model.blocks:
         tokens = block(tokens)
         outs.append(tokens)
+
+    def as_map(tokens):  # (B, 1 + 16, D) -> (B, D, 4, 4): the patch tokens on their grid, row by row
+        return tokens[:, 1:].reshape(2, 4, 4, -1).permute(0, 3, 1, 2)
+
     final, chosen = model.forward_intermediates(x, indices=[0, -1])
     torch.testing.assert_close(final, model.norm(outs[-1]))
-    torch.testing.assert_close(chosen[0], outs[0])
-    torch.testing.assert_close(chosen[1], outs[2])
+    torch.testing.assert_close(chosen[0], as_map(outs[0]))
+    torch.testing.assert_close(chosen[1], as_map(outs[2]))
     _, last_two = model.forward_intermediates(x, indices=2, norm=True)
-    torch.testing.assert_close(last_two[0], model.norm(outs[1]))
-    _, _, maps = model.forward_intermediates(x, indices=[1], return_attention=True)
+    torch.testing.assert_close(last_two[0], as_map(model.norm(outs[1])))
+    maps = model.get_attention_maps(x, indices=[1])
     assert len(maps) == 1 and maps[0].shape == (2, 4, 17, 17)
     torch.testing.assert_close(maps[0].sum(-1), torch.ones(2, 4, 17))
-    _, early = model.forward_intermediates(x, indices=[0], stop_early=True)
-    torch.testing.assert_close(early[0], outs[0])
+    early = model.forward_intermediates(x, indices=[0], stop_early=True, intermediates_only=True)
+    torch.testing.assert_close(early[0], as_map(outs[0]))
     torch.testing.assert_close(model.forward_features(x), final)
     torch.testing.assert_close(model.get_intermediate_layers(x, n=[1])[0], outs[1])
 

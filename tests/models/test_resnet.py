@@ -157,7 +157,15 @@ def test_small_resnet_trains_and_offers_timm_methods():
         losses.append(loss.item())
     assert losses[-1] < losses[0]
     assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (8, 32)
-    assert [f.shape[-1] for f in model.forward_intermediates(x)] == [16, 16, 8, 4]
+    final, maps = model.eval().forward_intermediates(x)  # the stem's map, then each stage's
+    assert [f.shape[-1] for f in maps] == [16, 16, 8, 4] and [i["reduction"] for i in model.feature_info] == [
+        1,
+        1,
+        2,
+        4,
+    ]
+    torch.testing.assert_close(final, model.forward_features(x))
+    model.train()
     model.set_grad_checkpointing()
     model.reset_classifier(4)
     assert model(x).shape == (8, 4) and model.num_classes == 4 and model.cfg.num_classes == 10
@@ -167,7 +175,7 @@ def test_small_resnet_trains_and_offers_timm_methods():
 def test_bad_inputs_name_the_fix(tmp_path):
     with pytest.raises(ValueError, match="gn_groups"):
         vitkit.get_config("resnet_cifar20", gn_groups=32)
-    with pytest.raises(ValueError, match="expected images"):
+    with pytest.raises(ValueError, match="expected 3 input channels"):
         vitkit.create_model("resnet_cifar20")(torch.randn(2, 1, 32, 32))
     bn = {"stem.conv.weight": torch.zeros(8, 3, 7, 7), "stages.0.blocks.0.norm1.running_mean": torch.zeros(8)}
     torch.save(bn, tmp_path / "bn.pth")

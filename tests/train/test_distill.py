@@ -100,7 +100,7 @@ def test_each_head_learns_from_its_own_term(kind):
     got_tokens = tokens["z"].grad[:, :2].clone()  # [class], [dist]
 
     student.zero_grad()
-    z_cls, z_dist = student(x)
+    z_cls, z_dist = student(x, distillation=True)
     z_t = teacher(x).detach()
     kd = hard_distillation_loss(z_dist, z_t) if kind == "hard" else soft_distillation_loss(z_dist, z_t, 2.0)
     (0.3 * kd).backward()
@@ -109,7 +109,7 @@ def test_each_head_learns_from_its_own_term(kind):
     assert student.head.weight.grad is None and tokens["z"].grad[:, 0].abs().max() == 0
 
     student.zero_grad()
-    z_cls, _ = student(x)
+    z_cls, _ = student(x, distillation=True)
     (0.7 * nn.functional.cross_entropy(z_cls, y)).backward()
     torch.testing.assert_close(got["head.weight"], student.head.weight.grad)
     torch.testing.assert_close(got_tokens[:, 0], tokens["z"].grad[:, 0])
@@ -188,7 +188,7 @@ def test_none_trains_both_heads_on_labels_without_a_teacher():
     obj.setup(student, torch.device("cpu"))
     x, y = torch.randn(2, 3, 8, 8), torch.tensor([0, 2])
     loss, _ = obj.loss(student, (x, y))
-    z_cls, z_dist = student(x)
+    z_cls, z_dist = student(x, distillation=True)
     expected = (nn.functional.cross_entropy(z_cls, y) + nn.functional.cross_entropy(z_dist, y)) / 2
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert math.isfinite(loss.item())

@@ -92,7 +92,7 @@ def test_objective_options_and_bad_ratio():
 
 def test_objective_uses_no_labels_and_evaluates_on_fixed_masks():
     from vitkit.models.mae import MaskedAutoencoder
-    from vitkit.train.objectives import EvalContext
+    from vitkit.tasks import EvalContext, get_task
 
     cfg = recipe_from_dict({"model": TINY_MODEL}).model
     model = MaskedAutoencoder(get_config(cfg.name, img_size=16, **cfg.overrides))
@@ -101,11 +101,12 @@ def test_objective_uses_no_labels_and_evaluates_on_fixed_masks():
     loss, logs = objective.loss(model, (x, None))
     assert loss.ndim == 0 and loss.requires_grad and logs == {}
     loader = [(x, torch.full((4,), UNLABELLED))]
+    task = get_task("masked_image_modeling")
     torch.manual_seed(1)
-    first = objective.evaluate(model, loader, EvalContext())
+    first = task.evaluate(model, loader, EvalContext(), objective)
     after = torch.rand(3)
     torch.manual_seed(1)
-    assert objective.evaluate(model, loader, EvalContext()) == first  # the same masks every evaluation ...
+    assert task.evaluate(model, loader, EvalContext(), objective) == first  # the same masks every evaluation ...
     assert torch.equal(torch.rand(3), after)  # ... drawn without moving the training random stream
 
 
@@ -166,12 +167,9 @@ def test_finetune_takes_a_whole_mae_checkpoint(tmp_path, caplog):
 def test_reconstruction_kind_needs_an_mae(tmp_path):
     from vitkit.models.vit import VisionTransformer
     from vitkit.viz.draw import visualize
-    from vitkit.viz.reconstruction import draw_reconstructions
 
     data = _unlabelled_folder(tmp_path / "imgs", count=2)
     vit = VisionTransformer(ViTConfig(img_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=2, mlp_dim=32))
-    with pytest.raises(ValueError, match="needs an MAE checkpoint"):
-        draw_reconstructions(vit, "vit", [data], tmp_path)
     with pytest.raises(ValueError, match="needs an MAE checkpoint"):
         visualize(vit, [data], "reconstruction", tmp_path)
 

@@ -44,7 +44,7 @@ def test_evaluation_defaults_to_auto_and_resolves_it(monkeypatch):
     """evaluate_model's default precision is auto: float32 logits without matrix units, bf16 autocast with them."""
     from torch import nn
 
-    from vitkit.eval.evaluate import evaluate_model
+    from vitkit.eval.classification import evaluate_model
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 4))

@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from train_data import CLASSES, make_image_folder, one_thread, tiny_recipe  # noqa: F401 (one_thread: fixture)
-from vitkit.train import NonFiniteLossError, Trainer, recipe_from_dict, train_model
-from vitkit.train.loaders import build_loaders
-from vitkit.train.run import align_data, build_datasets, build_model
+from vitkit.train import NonFiniteLossError, recipe_from_dict, train_model
+from vitkit.train.run import align_data, build_datasets, build_model, build_trainer
 from vitkit.train.state import load_checkpoint
 from vitkit.weights.load import load_pretrained
 
@@ -31,13 +30,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _trainer(data_root, tmp_path, model=None, clock=None, **sections):
     """A Trainer on the tiny data, silent; ``model`` replaces the recipe's network when given."""
     recipe = recipe_from_dict(tiny_recipe(data_root, tmp_path / "runs", **sections))
-    train_set, eval_set, classes = build_datasets(recipe)
-    net = model if model is not None else build_model(recipe, len(classes))
+    data = build_datasets(recipe)
+    net = model if model is not None else build_model(recipe, data.info)
     recipe = align_data(recipe, net) if model is None else recipe
-    run_dir = tmp_path / "runs" / "t"
-    loader, eval_loader = build_loaders(recipe, train_set, eval_set)
     extra = {"clock": clock} if clock is not None else {}
-    return Trainer(net, recipe, loader, eval_loader, classes=classes, run_dir=run_dir, **extra)
+    return build_trainer(recipe, net, tmp_path / "runs" / "t", data=data, **extra)
 
 
 def _quiet(fn, *args, **kwargs):
@@ -71,7 +68,7 @@ def test_training_learns_and_writes_the_run_folder(data_root, tmp_path):
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["progress"]["global_step"] == 192 and state["classes"] == CLASSES
     model = load_pretrained(run / "checkpoints" / "last.pt")  # EMA weights of the training checkpoint
-    _, eval_set, _ = build_datasets(recipe)
+    eval_set = build_datasets(recipe).eval
     x = (eval_set.images.float() / 255 - 0.5) / 0.5
     with torch.no_grad():
         accuracy = (model(x).argmax(-1) == eval_set.labels).float().mean().item()
@@ -129,7 +126,7 @@ class _ExplodesAt(nn.Module):
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_root, tmp_path):
     recipe = recipe_from_dict(tiny_recipe(data_root, tmp_path))
-    inner = build_model(recipe, len(CLASSES))
+    inner = build_model(recipe, {"classes": CLASSES})
     trainer = _trainer(data_root, tmp_path, model=_ExplodesAt(inner, at=8),
                        train={"checkpoint_every_steps": 3, "log_every_steps": 1})  # fmt: skip
     with pytest.raises(NonFiniteLossError, match=r"loss became nan by step 8.*last good checkpoint is"):

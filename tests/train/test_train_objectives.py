@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from train_data import make_image_folder, one_thread, tiny_recipe  # noqa: F401 (one_thread: fixture)
-from vitkit.train import Trainer, recipe_from_dict, train_model
+from vitkit.train import recipe_from_dict, train_model
 from vitkit.train.callbacks import Callback
 from vitkit.train.loaders import build_loaders
 from vitkit.train.objectives import Objective, build_objective, register_objective
 from vitkit.train.optim import build_optimizer, param_groups
 from vitkit.train.recipe import OptimConfig, dump_recipe
-from vitkit.train.run import build_datasets
+from vitkit.train.run import build_datasets, build_trainer
 from vitkit.train.state import load_checkpoint
 
 
@@ -71,10 +71,9 @@ def _cnn_trainer(data_root, run_dir, seed, callbacks=()):
         data={"padding": 2, "hflip": 0.5, "mixup_alpha": 0.4, "label_smoothing": 0.1},
         train={"epochs": 3, "batch_size": 8, "ema_decay": 0.9, "checkpoint_every_steps": 5, "log_every_steps": 2},
     ))  # fmt: skip
-    train_set, eval_set, classes = build_datasets(recipe)
+    data = build_datasets(recipe)
     torch.manual_seed(seed)  # the resumed run starts from other weights: the checkpoint must overwrite them all
-    loader, eval_loader = build_loaders(recipe, train_set, eval_set)
-    return Trainer(SmallCNN(), recipe, loader, eval_loader, classes=classes, run_dir=run_dir, callbacks=callbacks)
+    return build_trainer(recipe, SmallCNN(), run_dir, data=data, callbacks=callbacks)
 
 
 def _quiet(fn, *args, **kwargs):
@@ -134,9 +133,6 @@ class MulticlassHinge(Objective):
     """A custom objective as a user writes one: the multi-class hinge loss, logging the share of margin errors."""
 
     name: ClassVar[str] = "test_multiclass_hinge"
-    reports: ClassVar[str] = "classification"
-    best_metric: ClassVar[str] = "top1"
-    higher_is_better: ClassVar[bool] = True
     margin: float = 1.0
 
     def loss(self, model, batch):
@@ -145,11 +141,6 @@ class MulticlassHinge(Objective):
         margins = (self.margin - logits.gather(1, labels[:, None]) + logits).clamp(min=0)  # (B, K)
         margins = margins.scatter(1, labels[:, None], 0.0)
         return margins.sum(1).mean() / logits.shape[1], {"violations": (margins.sum(1) > 0).float().mean()}
-
-    def evaluate(self, model, loader, ctx):
-        from vitkit.eval.evaluate import evaluate_model
-
-        return evaluate_model(model, loader, ctx.augment, device=ctx.device, precision=ctx.precision, progress=False)
 
 
 def test_a_custom_objective_is_chosen_by_the_recipe_and_logs_its_numbers(data_root, tmp_path):
@@ -163,7 +154,7 @@ def test_a_custom_objective_is_chosen_by_the_recipe_and_logs_its_numbers(data_ro
     first = next(r for r in _rows(result.run_dir) if r["kind"] == "step")
     assert first["step"] == 1 and set(first) >= {"loss", "violations", "lr"}
     # Independent check of the first step: torch's multi_margin_loss on the untrained weights and the first batch.
-    train_set, _, _ = build_datasets(recipe)
+    train_set = build_datasets(recipe).train
     images, labels = next(iter(build_loaders(recipe, train_set)[0]))
     with torch.no_grad():
         logits = snapshot.model((images.float() / 255 - 0.5) / 0.5)

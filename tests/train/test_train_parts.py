@@ -149,6 +149,15 @@ def test_budget_counts_evaluations_and_fits_the_time():
     assert steps_within_budget(100.0, 1.0, 5.0, 0, 1000, 10, seconds_per_epoch_end=2.0) == 58
 
 
+def test_budget_opens_no_last_epoch_it_cannot_take_a_quarter_of():
+    # 40 steps per epoch: 85 steps would fit (85 + 3 evals * 5 = 100 s), but epoch 3 would get 5 of its 40 steps
+    # (under a quarter) and pay a whole evaluation for them; the run stops at the end of epoch 2 instead.
+    assert steps_within_budget(100.0, 1.0, 5.0, 0, 1000, 40) == 80
+    assert steps_within_budget(110.0, 1.0, 5.0, 0, 1000, 40) == 95  # 95 + 15 = 110: epoch 3 gets 15 steps, kept
+    assert steps_within_budget(18.0, 1.0, 5.0, 82, 1000, 40) == 95  # already inside epoch 3: it is finished as fits
+    assert steps_within_budget(1e9, 1.0, 5.0, 0, 85, 40) == 85  # the recipe's own length is never cut
+
+
 # ------------------------------------------------------------------------------------------------------ EMA
 def test_ema_follows_the_update_rule():
     model = torch.nn.Linear(3, 2)

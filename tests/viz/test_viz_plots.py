@@ -11,7 +11,7 @@ from PIL import Image
 
 from helpers import tiny_config
 from vitkit import VisionTransformer
-from vitkit.viz import visualize
+from vitkit.viz.draw import visualize
 
 pytest.importorskip("matplotlib")
 

@@ -178,17 +178,17 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path):
 def test_another_family_for_a_swin_name_stops_with_one_line(tmp_path):
     vit = vitkit.VisionTransformer(tiny_config())
     torch.save(vit.state_dict(), tmp_path / "vit.pth")
-    with pytest.raises(CheckpointError, match="not a Swin state dict") as info:
+    with pytest.raises(CheckpointError, match="holds a timm ViT/DeiT state dict .* named model is a 'swin'") as info:
         vitkit.load_pretrained(tmp_path / "vit.pth", model="swin_tiny_patch4_window7_224")
-    assert "\n" not in str(info.value) and "name a model of that family" in str(info.value)
+    assert "\n" not in str(info.value) and "name a vit model" in str(info.value)
     path = vitkit.save_pretrained(vit, tmp_path / "vit.safetensors")
-    with pytest.raises(CheckpointError, match="holds a 'vit' model, but model='swin_tiny_patch4_window7_224'"):
+    with pytest.raises(CheckpointError, match="holds a 'vit' model, but a 'swin' model is wanted"):
         vitkit.load_pretrained(path, model="swin_tiny_patch4_window7_224")
 
 
 def test_swin_weights_for_a_vit_name_stop_with_one_line(tmp_path, reference):
     save_file(timm_state(reference[0]), tmp_path / "swin.safetensors")
-    with pytest.raises(CheckpointError, match="name a Swin model") as info:
+    with pytest.raises(CheckpointError, match="holds a timm Swin state dict .* name a swin model") as info:
         vitkit.load_pretrained(tmp_path / "swin.safetensors", model="vit_base_patch16_224")
     assert "\n" not in str(info.value)
 

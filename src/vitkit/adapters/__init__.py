@@ -9,7 +9,6 @@ from vitkit.adapters.checkpoint import backbone_hash, read_adapters, save_adapte
 from vitkit.adapters.config import METHODS, AdapterConfig
 from vitkit.adapters.ensemble import AdapterEnsemble
 from vitkit.adapters.inject import (
-    BLOCK_PATHS,
     TrainableReport,
     adapter_keys,
     add_adapters,
@@ -18,10 +17,9 @@ from vitkit.adapters.inject import (
     set_merged,
     trainable_parameters,
 )
-from vitkit.adapters.loading import attach_adapters, load_ensemble, load_with_adapters
+from vitkit.adapters.loading import attach_adapters, load_ensemble, load_pretrained, load_with_adapters
 
 __all__ = [
-    "BLOCK_PATHS",
     "METHODS",
     "AdapterConfig",
     "AdapterEnsemble",
@@ -32,6 +30,7 @@ __all__ = [
     "backbone_hash",
     "find_blocks",
     "load_ensemble",
+    "load_pretrained",
     "load_with_adapters",
     "merge_adapters",
     "read_adapters",

@@ -1,6 +1,6 @@
 """Adding adapters to a built model from outside, freezing its backbone, and merging LoRA back.
 
-Blocks are found by module path, one pattern per model family (``blocks.3`` in a ViT,
+Blocks are found by module path, as the model's family descriptor says (``blocks.3`` in a ViT,
 ``layers.1.blocks.0`` in a Swin); any other model whose blocks have ``attn`` and ``mlp`` children works too.
 A block's ``mlp`` gets a forward hook (bottleneck, parallel), its ``attn.qkv`` / ``attn.proj`` (and
 ``mlp.fc1`` / ``mlp.fc2``) linear layers are swapped for :class:`LoRALinear` (same parameter names), the patch
@@ -18,13 +18,9 @@ from torch import nn
 
 from vitkit.adapters.config import AdapterConfig
 from vitkit.adapters.modules import Bottleneck, LoRAConv2d, LoRALinear, LoRAUpdate, PromptTokens
+from vitkit.config.base import ModelConfig
+from vitkit.families import family_of
 
-# Family -> regular expression of its block module paths (full match), in forward order.
-BLOCK_PATHS: dict[str, str] = {
-    "vit": r"blocks\.\d+",
-    "swin": r"layers\.\d+\.blocks\.\d+",
-    "mae": r"encoder\.blocks\.\d+",  # the encoder only; the decoder serves pre-training
-}
 LORA_ATTN = ("attn.qkv", "attn.proj")
 LORA_MLP = ("mlp.fc1", "mlp.fc2")
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)  # a stem's norms train with stem_rank
@@ -55,8 +51,7 @@ def trainable_parameters(model: nn.Module) -> TrainableReport:
 
 def find_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(path, block) for every Transformer block in forward order, by the family's path pattern."""
-    family = getattr(getattr(model, "cfg", None), "family", "vit")
-    pattern = BLOCK_PATHS.get(family)
+    pattern = family_of(model).block_pattern if isinstance(getattr(model, "cfg", None), ModelConfig) else None
     if pattern is not None:
         found = [(n, m) for n, m in model.named_modules() if re.fullmatch(pattern, n)]
         if found:
@@ -64,8 +59,8 @@ def find_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     found = [(n, m) for n, m in model.named_modules() if hasattr(m, "attn") and hasattr(m, "mlp")]
     if not found:
         raise ValueError(
-            f"found no Transformer blocks (modules with .attn and .mlp) in {type(model).__name__}; add its block "
-            "path pattern to vitkit.adapters.inject.BLOCK_PATHS"
+            f"found no Transformer blocks (modules with .attn and .mlp) in {type(model).__name__}; give its family "
+            "descriptor a block_pattern (vitkit.families.Family)"
         )
     return found
 

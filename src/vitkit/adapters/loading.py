@@ -1,12 +1,15 @@
-"""Putting saved adapters back: onto a base loaded by ``vitkit.load_pretrained``, singly or as an ensemble.
+"""Putting saved adapters back: onto a base loaded by :func:`vitkit.weights.load_pretrained`, singly or as an
+ensemble. This is loading "with adapters", so it lives above both the weights and the adapters code.
 
-``load_pretrained(base, adapters=PATH)`` calls :func:`attach_adapters` with a function that loads the base with
-given config overrides, so the base is built with the adapter file's head size and resolution first.
+:func:`load_pretrained` (the facade's ``vitkit.load_pretrained``) calls :func:`attach_adapters` with a function that
+loads the base with given config overrides, so the base is built with the adapter file's head size and resolution
+first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,25 @@ from vitkit.adapters.checkpoint import apply_adapters, base_overrides, read_adap
 from vitkit.adapters.ensemble import AdapterEnsemble
 from vitkit.adapters.inject import adapter_keys
 from vitkit.adapters.peft import apply_peft, is_peft_folder, peft_num_classes
+from vitkit.weights import load as weights_load
+from vitkit.weights.errors import CheckpointError
 
 LoadBase = Callable[..., nn.Module]  # load_base(**config_overrides) -> model
+
+
+def load_pretrained(
+    source: str | Path | nn.Module,
+    model: str | nn.Module | None = None,
+    strict: bool = True,
+    adapters: str | Path | Sequence[str | Path] | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """:func:`vitkit.weights.load_pretrained` (any checkpoint, in the numerics that wrote it), and ``adapters``
+    put onto the loaded base: a vitkit adapter file (refused when trained on another backbone), a peft LoRA
+    folder, or a list of adapter files (an ensemble averaging their probabilities)."""
+    if adapters is None:
+        return weights_load.load_pretrained(source, model, strict, **overrides)
+    return load_with_adapters(partial(weights_load.load_pretrained, source, model, strict), adapters, overrides)
 
 
 def attach_adapters(load_base: LoadBase, path: str | Path, overrides: dict[str, Any] | None = None) -> nn.Module:
@@ -57,8 +77,6 @@ def load_ensemble(load_base: LoadBase, paths: Sequence[str | Path]) -> AdapterEn
                 "structure (train its members with the same adapter section and classes)"
             )
         if info["base_sha256"] != first["base_sha256"]:
-            from vitkit.weights.errors import CheckpointError
-
             raise CheckpointError(
                 f"{info['path']} was trained on another base than {first['path']}; ensemble adapter sets of one "
                 "backbone"
@@ -87,13 +105,12 @@ def write_merged(load_base: LoadBase, adapters: str | Path, out: str | Path) -> 
     import torch
 
     from vitkit.adapters.inject import merge_adapters
-    from vitkit.weights.load import load_pretrained, save_pretrained
 
     model = attach_adapters(load_base, adapters)
     cfg = model.cfg
     x = torch.randn(2, cfg.in_chans, *cfg.img_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = model(x)
-        path = save_pretrained(merge_adapters(model), out)
-        diff = float((load_pretrained(path)(x) - expected).abs().max())
+        path = weights_load.save_pretrained(merge_adapters(model), out)
+        diff = float((weights_load.load_pretrained(path)(x) - expected).abs().max())
     return path, diff

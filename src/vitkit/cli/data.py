@@ -30,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--size", type=int, default=32, help="output image size in pixels (default 32)")
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=run_make_spoof)
+    g = actions.add_parser("make-seg", help="build seg_synth, the procedural stand-in for ADE20K (scenes + masks)")
+    g.add_argument("out", help="output folder: images/ and annotations/ {training,validation}, seg_synth.json")
+    g.add_argument("--train", type=int, default=2000, help="training scenes (default 2000)")
+    g.add_argument("--val", type=int, default=500, help="validation scenes (default 500)")
+    g.add_argument("--size", type=int, default=256, help="short side in pixels (default 256)")
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=run_make_seg)
     c = actions.add_parser("make-corrupt", help="copy an image folder with CIFAR-10-C-style corruptions")
     c.add_argument("src", help="image folder to copy (its whole tree, e.g. a data set with train/ and test/)")
     c.add_argument("out", help="output folder (same relative paths, PNG)")
@@ -68,6 +75,13 @@ def run_make_spoof(args: argparse.Namespace) -> int:
     from vitkit.data.spoof import make_spoof
 
     print(make_spoof(args.src, args.out, num_photos=args.num or None, size=args.size, seed=args.seed).format())
+    return 0
+
+
+def run_make_seg(args: argparse.Namespace) -> int:
+    from vitkit.data.seg_synth import make_seg
+
+    print(make_seg(args.out, train=args.train, val=args.val, size=args.size, seed=args.seed).format())
     return 0
 
 

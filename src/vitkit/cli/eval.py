@@ -60,14 +60,8 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, compile=args.compile,
     )  # fmt: skip
     if args.json:
-        print(json.dumps({k: v for k, v in result.to_dict().items() if k != "confusion"}, indent=1))
+        print(json.dumps(result.brief(), indent=1))
         return 0
-    r = result
-    print(f"top-1 {100 * r.top1:.2f}%  top-5 {100 * r.top5:.2f}%  loss {r.loss:.4f}  ({r.num_samples} images)")
-    if r.agreement is not None:
-        print(f"top-1 agreement with float32: {100 * r.agreement:.2f}% (float32 top-1 {100 * r.reference_top1:.2f}%)")
-    width = max(len(c) for c in result.classes) if result.classes else 5
-    for name, acc in zip(result.classes, result.per_class):
-        print(f"  {name:<{width}}  {100 * acc:6.2f}%")
-    print(f"wrote {out}/metrics.json and {out}/confusion.png")
+    print(result.format())
+    print(f"wrote {', '.join(str(Path(out) / f.name) for f in sorted(Path(out).iterdir()))}")
     return 0

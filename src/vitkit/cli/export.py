@@ -38,8 +38,14 @@ def run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_shape(task, cfg, batch: int):
+    return task.output_shape(cfg, batch, tuple(cfg.img_size))
+
+
 def run(args: argparse.Namespace) -> int:
-    from vitkit.weights import export_model, log_progress
+    from functools import partial
+
+    from vitkit.weights import export_model, load_pretrained, log_progress
 
     if args.merge_adapters and not args.adapters:
         raise ValueError("--merge-adapters needs the adapters to merge; pass --adapters PATH")
@@ -47,20 +53,23 @@ def run(args: argparse.Namespace) -> int:
         return run_merge(args)
     model = args.checkpoint
     if args.adapters:
-        from functools import partial
-
         from vitkit.adapters import attach_adapters, merge_adapters
-        from vitkit.weights import load_pretrained
 
         model = attach_adapters(partial(load_pretrained, args.checkpoint), args.adapters)
         model = merge_adapters(model) if args.merge_adapters else model
     if args.precision != "fp32":
         from vitkit.fast import with_precision
-        from vitkit.weights import load_pretrained
 
         model = with_precision(load_pretrained(model) if isinstance(model, str) else model, args.precision)
+    from vitkit.families import family_of
+    from vitkit.tasks import task_of
+
+    if isinstance(model, str):
+        model = load_pretrained(model)
+    task, cfg = (task_of(model) if family_of(model).task else None), model.cfg
+    shape = partial(_task_shape, task, cfg) if task is not None else None
     log_progress()
-    result = export_model(model, args.out, format=args.format, opset=args.opset, atol=args.atol)
+    result = export_model(model, args.out, format=args.format, opset=args.opset, atol=args.atol, output_shape=shape)
     print(
         f"wrote {result.path} ({result.format}); max |exported - PyTorch| = {result.max_abs_diff:.2e} "
         f"at batch sizes {', '.join(map(str, result.checked_batches))}"

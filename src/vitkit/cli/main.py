@@ -12,7 +12,7 @@ import vitkit.cli as cli_pkg
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vitkit import __version__
+    from vitkit.version import __version__
 
     parser = argparse.ArgumentParser(
         prog="vitkit", description="Vision Transformers: build, train, fine-tune, inspect, convert and run."

@@ -45,11 +45,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(result) -> None:
-    if isinstance(result.final_eval, dict):  # objectives other than classification report their own numbers
-        print("final: " + "  ".join(f"{k} {v:.4f}" for k, v in result.final_eval.items()))
-    elif result.final_eval is not None:
-        e = result.final_eval
-        print(f"final: top-1 {100 * e.top1:.2f}%  top-5 {100 * e.top5:.2f}%  ({e.num_samples} images)")
+    if result.final_eval is not None:  # the task's report: its numbers, as the metrics rows have them
+        numbers = result.final_eval.numbers()
+        print("final: " + "  ".join(_number(k, v) for k, v in numbers.items()))
     if result.run_dir is not None:
         weights = "adapters" if (result.run_dir / "adapters.safetensors").is_file() else "model"
         print(f"run folder: {result.run_dir} ({weights}.safetensors, checkpoints/, metrics.jsonl, plots/)")
+
+
+def _number(key: str, value: float) -> str:
+    """Accuracies and IoUs (fractions) as percentages, losses as they are."""
+    return f"{key} {value:.4f}" if "loss" in key else f"{key} {100 * value:.2f}%"

@@ -1,19 +1,14 @@
-"""What every architecture config shares: frozen, strict about field names, JSON round-trip, and a family.
+"""What every architecture config shares: frozen, strict about field names, JSON round-trip, and a family name.
 
-A family ("vit", "swin", "mae", ...) names one model class. Configs are plain data; the model class is imported
-only when :meth:`ModelConfig.build` runs, so this package imports nothing else of vitkit (configs sit at the
-bottom of the dependency order: cli -> train -> eval/viz -> weights/data -> models -> layers -> config).
+Configs are plain data: the family name (``"vit"``, ``"swin"``, ...) is what checkpoints store, and the family's
+descriptor (:mod:`vitkit.families`) knows which model class a config builds. This package imports nothing else
+of vitkit; it sits at the bottom of the dependency order (docs/architecture.md, "Layers").
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, ClassVar
-
-from torch import nn
-
-CONFIG_TYPES: dict[str, type[ModelConfig]] = {}  # family -> config class, filled as each family module loads
 
 
 def pair(value: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -35,19 +30,10 @@ def check_rates(cfg: object, *names: str) -> None:
 
 
 class ModelConfig:
-    """Mixin for a frozen dataclass describing one architecture.
-
-    Subclasses set ``family`` (the name stored in checkpoints) and ``model_class`` (``"module:Class"``, whose
-    constructor takes the config as its only argument).
-    """
+    """Mixin for a frozen dataclass describing one architecture; subclasses set ``family``, the name stored in
+    checkpoints and registered by the family's descriptor."""
 
     family: ClassVar[str] = ""
-    model_class: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.family:
-            CONFIG_TYPES[cls.family] = cls
 
     def replace(self, **changes: Any) -> Any:
         """A copy with some fields changed; an unknown field name raises instead of vanishing."""
@@ -71,22 +57,8 @@ class ModelConfig:
             raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; valid keys: {sorted(known)}")
         return cls(**data)
 
-    def build(self) -> nn.Module:
-        """The model this config describes, freshly initialised."""
-        module, _, name = self.model_class.partition(":")
-        return getattr(importlib.import_module(module), name)(self)
-
 
 def _listify(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_listify(v) for v in value]
     return value
-
-
-def config_from_dict(data: dict[str, Any], family: str = "vit") -> ModelConfig:
-    """Rebuild a stored config of any family (``vit`` when a checkpoint predates families)."""
-    try:
-        cls = CONFIG_TYPES[family]
-    except KeyError:
-        raise ValueError(f"unknown model family {family!r}; this vitkit knows {sorted(CONFIG_TYPES)}") from None
-    return cls.from_dict(data)

@@ -29,7 +29,6 @@ class MAEConfig(ModelConfig):
     """Encoder (a ViT with fixed 2D sin-cos positions and a class token), decoder, masking and loss."""
 
     family: ClassVar[str] = "mae"
-    model_class: ClassVar[str] = "vitkit.models.mae:MaskedAutoencoder"
 
     img_size: tuple[int, int] = (224, 224)
     patch_size: tuple[int, int] = (16, 16)
@@ -75,23 +74,7 @@ class MAEConfig(ModelConfig):
 
     def encoder_config(self, **changes: Any) -> ViTConfig:
         """The encoder as a vitkit ViT: class token, fixed sin-cos positions, final LayerNorm, no head."""
-        cfg = ViTConfig(
-            img_size=self.img_size,
-            patch_size=self.patch_size,
-            in_chans=self.in_chans,
-            num_classes=0,
-            embed_dim=self.embed_dim,
-            depth=self.depth,
-            num_heads=self.num_heads,
-            mlp_dim=self.mlp_dim,
-            qkv_bias=self.qkv_bias,
-            pos_embed="sincos2d",
-            norm_eps=self.norm_eps,
-            act_layer=self.act_layer,
-            mean=self.mean,
-            std=self.std,
-            crop_pct=self.crop_pct,
-        )
+        cfg = ViTConfig.like(self, num_classes=0, pos_embed="sincos2d")
         return cfg.replace(**changes) if changes else cfg
 
 

@@ -4,14 +4,18 @@ configs, as plain data.
 It lives with the configs, at the bottom of the dependency order, so that any layer (data presets, weight
 converters) can look a name up without importing models; :mod:`vitkit.registry` adds the factory on top.
 ViT sizes come from :data:`vitkit.config.VARIANTS`; an entry only states its variant string and what differs.
-Other families keep their tables beside their configs (``vitkit.config.<family>.MODELS``) and are merged here.
+Other families keep their tables beside their configs (``vitkit.config.<family>.MODELS``); this module finds
+them by listing the package and merges them here.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import importlib
+import pkgutil
 from typing import Any
 
+import vitkit.config as config_package
 from vitkit.config.base import ModelConfig
 from vitkit.config.vit import ViTConfig
 
@@ -77,10 +81,11 @@ def _build_table() -> dict[str, ViTConfig]:
 
 
 def _all_families() -> dict[str, ModelConfig]:
-    from vitkit.config import family_modules
-
     table: dict[str, ModelConfig] = dict(_build_table())
-    for module in family_modules():
+    for info in sorted(pkgutil.iter_modules(config_package.__path__), key=lambda m: m.name):
+        if info.name in ("base", "named"):
+            continue
+        module = importlib.import_module(f"vitkit.config.{info.name}")
         for name, cfg in getattr(module, "MODELS", {}).items():
             if name in table:
                 raise RuntimeError(f"model name {name!r} is registered twice ({module.__name__})")

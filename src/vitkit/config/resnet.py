@@ -31,7 +31,6 @@ class ResNetV2Config(ModelConfig):
     """
 
     family: ClassVar[str] = "resnetv2"
-    model_class: ClassVar[str] = "vitkit.models.resnetv2:ResNetV2"
 
     layers: tuple[int, ...] = (3, 4, 6, 3)
     width: int = 64  # stem channels; BiT's width factor k gives 64 * k

@@ -36,10 +36,12 @@ def stage_grids(grid: tuple[int, int], num_stages: int) -> list[tuple[int, int]]
     return [(grid[0] >> s, grid[1] >> s) for s in range(num_stages)]
 
 
-def stage_window(grid: tuple[int, int], window: int) -> tuple[int, int]:
+def stage_window(grid: tuple[int, int], window: int, always_shift: bool = False) -> tuple[int, int]:
     """(window, shift) a stage uses: the configured window and half of it as shift, or, when the feature map is
-    no larger than the window, one window over the whole map and no shift (original ``SwinTransformerBlock``)."""
-    if min(grid) <= window:
+    no larger than the window, one window over the whole map and no shift (original ``SwinTransformerBlock``).
+    ``always_shift`` keeps the shift on a map exactly one window large, as the Swin backbones of dense tasks do
+    (mmseg's, and transformers' ``SwinBackbone`` with ``always_partition``)."""
+    if min(grid) < window or (min(grid) == window and not always_shift):
         return min(grid), 0
     return window, window // 2
 
@@ -72,7 +74,6 @@ class SwinConfig(ModelConfig):
     original code, timm and transformers)."""
 
     family: ClassVar[str] = "swin"
-    model_class: ClassVar[str] = "vitkit.models.swin:SwinTransformer"
 
     img_size: tuple[int, int] = (224, 224)
     patch_size: tuple[int, int] = (4, 4)
@@ -92,6 +93,7 @@ class SwinConfig(ModelConfig):
     act_layer: str = "gelu"
     zero_head: bool = False  # zero-initialised classifier, as for fine-tuning
     dynamic_img_size: bool = False  # accept other image sizes that the windows tile (masks built per size)
+    always_shift: bool = False  # shifted windows also on a map one window large (dense tasks' backbones)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop_pct: float = 0.9

@@ -6,6 +6,7 @@ Sizes come from the variant table of the paper (Table 1) and its follow-ups, dec
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -74,7 +75,6 @@ class ViTConfig(ModelConfig):
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     family: ClassVar[str] = "vit"
-    model_class: ClassVar[str] = "vitkit.models.vit:VisionTransformer"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", pair(self.img_size))
@@ -147,6 +147,14 @@ class ViTConfig(ModelConfig):
     @property
     def mlp_ratio(self) -> float:
         return self.mlp_dim / self.embed_dim
+
+    @classmethod
+    def like(cls, other: ModelConfig, **changes: Any) -> ViTConfig:
+        """The ViT inside a config of another family (an MAE's encoder, a ViT-Adapter's ViT): every field the two
+        share by name, then ``changes``."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        shared = {f.name: getattr(other, f.name) for f in dataclasses.fields(other) if f.name in names}  # type: ignore[arg-type]
+        return cls(**{**shared, **changes})
 
     @classmethod
     def from_variant(cls, variant: str, **changes: Any) -> ViTConfig:

@@ -7,10 +7,11 @@ is the usual way to build one: inference then uses exactly what training used.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from vitkit.utils.typed import check_keys, strict_init
 
 # The original ViT maps pixels to [-1, 1]; DeiT and most ImageNet-trained models use ImageNet's channel stats.
 NORM_PRESETS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -69,6 +70,7 @@ def _pair(value: Any, name: str, kind: type = int) -> tuple:
     return pair
 
 
+@strict_init
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and how they are augmented.
@@ -169,7 +171,7 @@ class DataConfig:
 
     def replace(self, **changes: Any) -> DataConfig:
         """A copy with some fields changed; an unknown field name raises listing the valid ones."""
-        _check_keys(changes)
+        check_keys(DataConfig, changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,7 +180,7 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DataConfig:
-        _check_keys(data)
+        check_keys(DataConfig, data)
         return cls(**data)
 
     @classmethod
@@ -194,25 +196,5 @@ class DataConfig:
             "std": model_cfg.std,
             "crop_pct": model_cfg.crop_pct,
         }
-        _check_keys(changes)
+        check_keys(DataConfig, changes)
         return cls(**{**base, **changes})
-
-
-def _check_keys(data: dict[str, Any]) -> None:
-    known = {f.name for f in dataclasses.fields(DataConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise TypeError(f"unknown DataConfig field(s) {unknown}; valid fields: {sorted(known)}")
-
-
-def _strict_init(init: Any) -> Any:
-    # The generated __init__ rejects an unknown keyword without saying which are valid; say it.
-    @functools.wraps(init)
-    def __init__(self: DataConfig, *args: Any, **kwargs: Any) -> None:
-        _check_keys(kwargs)
-        init(self, *args, **kwargs)
-
-    return __init__
-
-
-DataConfig.__init__ = _strict_init(DataConfig.__init__)  # type: ignore[method-assign]

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from vitkit.data.config import DataConfig
 from vitkit.data.decode import DECODE_ERRORS
+from vitkit.data.passes import pass_loader
 from vitkit.data.sample_transforms import EvalTransform
 from vitkit.data.sources import Source, report_skipped, verify
 from vitkit.utils.files import atomic_path
@@ -80,10 +81,6 @@ class _Decode(Dataset):
             return pos, None, f"{self.source.describe(i)} ({err})"
 
 
-def _collate(items: list) -> list:
-    return items
-
-
 def decode_all(source: Source, cfg: DataConfig) -> tuple[torch.Tensor, list[int]]:
     """Decode every readable image of ``source``: (uint8 (N, 3, H, W), indices into source kept)."""
     keep = list(range(len(source)))
@@ -104,7 +101,7 @@ def decode_all(source: Source, cfg: DataConfig) -> tuple[torch.Tensor, list[int]
     ok = torch.zeros(len(keep), dtype=torch.bool)
     bad: list[str] = []
     workers = cfg.num_workers if source.paths is not None else 0
-    loader = DataLoader(_Decode(source, keep, (h, w), cfg), batch_size=256, num_workers=workers, collate_fn=_collate)
+    loader = pass_loader(_Decode(source, keep, (h, w), cfg), workers)
     with Progress(len(keep), f"decode {Path(source.name).name} into memory", unit="img") as bar:
         for batch in loader:
             for pos, image, error in batch:

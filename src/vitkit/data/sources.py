@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from vitkit.data.decode import DECODE_ERRORS, IMG_EXTENSIONS, check_file, decode, is_image_file
+from vitkit.data.passes import pass_loader
 from vitkit.utils.progress import Progress
 
 log = logging.getLogger("vitkit.data")
@@ -217,17 +218,13 @@ class _Check(Dataset):
             return i, None, f"{path} ({err})"
 
 
-def _as_list(items: list) -> list:
-    return items
-
-
 def verify(source: Source, mode: str = "header", strict: bool = False, workers: int = 0) -> Source:
     """Drop unreadable files: 'header' parses headers and end markers, 'full' decodes every image."""
     if mode == "none" or source.paths is None:
         return source
     keep, sizes, bad = [], [], []
     workers = workers if len(source) > 2048 else 0  # starting processes costs more than a small folder
-    loader = DataLoader(_Check(source.paths, mode), batch_size=256, num_workers=workers, collate_fn=_as_list)
+    loader = pass_loader(_Check(source.paths, mode), workers)
     with Progress(len(source), f"check {Path(source.name).name}", unit="img") as bar:
         for batch in loader:
             for i, size, error in batch:

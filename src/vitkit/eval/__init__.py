@@ -1,8 +1,24 @@
-"""Evaluation: accuracy metrics and confusion matrices, prediction, and the paper's few-shot linear probe."""
+"""Evaluation: each task's metrics, prediction, the paper's few-shot linear probe, and the commands' functions.
 
-from vitkit.eval.api import Prediction, evaluate, fewshot_evaluate, predict
-from vitkit.eval.evaluate import evaluate_model
-from vitkit.eval.fewshot import FewShotResult
-from vitkit.eval.metrics import EvalResult
+The names below load on first use: the metric modules sit low in the layering (tasks use them) and the command
+functions high (they ask the tasks), so importing one must not import the other.
+"""
 
-__all__ = ["EvalResult", "FewShotResult", "Prediction", "evaluate", "evaluate_model", "fewshot_evaluate", "predict"]
+from __future__ import annotations
+
+from vitkit.utils.lazy import lazy_attributes
+
+_LAZY = {
+    "evaluate": "vitkit.eval.api",
+    "predict": "vitkit.eval.api",
+    "fewshot_evaluate": "vitkit.eval.api",
+    "evaluate_model": "vitkit.eval.classification",
+    "FewShotResult": "vitkit.eval.fewshot",
+    "EvalResult": "vitkit.eval.metrics",
+    "Prediction": "vitkit.eval.prediction",
+}
+
+__all__ = sorted(_LAZY)
+
+
+__getattr__ = lazy_attributes("vitkit.eval", _LAZY)

@@ -11,9 +11,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from vitkit.adapters.loading import load_pretrained
+from vitkit.data.augment import BatchAugment
+from vitkit.data.config import DataConfig
+from vitkit.data.datasets import ImageDataset
+from vitkit.data.loader import create_loader
+from vitkit.data.sample_transforms import EvalTransform
+from vitkit.data.spoof import spoof_listing
 from vitkit.eval.antispoof import SpoofMetrics, SpoofScores, choose_threshold, plot_roc_det, spoof_metrics
-from vitkit.eval.api import _data_config, _device, _loader
-from vitkit.utils.device import autocast_for, resolve_precision
+from vitkit.utils.device import autocast_for, resolve_device, resolve_precision
 
 
 def live_index(classes: list[str]) -> int:
@@ -34,22 +40,18 @@ def score_split(
     precision: str = "fp32", num_workers: int = 0,
 ) -> SpoofScores:  # fmt: skip
     """Attack scores ``1 - P(live)`` of every image in ``split``, with their attack types."""
-    from vitkit.data import BatchAugment
-    from vitkit.data.datasets import ImageDataset
-    from vitkit.data.sample_transforms import EvalTransform
-    from vitkit.data.spoof import spoof_listing
-
     source, types = spoof_listing(root, split)
     classes = [str(c) for c in (model.cfg.extra.get("classes") or [])] or [str(i) for i in range(2)]
     live = live_index(classes)
-    cfg = _data_config(model, None, num_workers=num_workers)
+    cfg = DataConfig.from_model_config(model.cfg, num_workers=num_workers)
     dataset = ImageDataset(source, EvalTransform(cfg))
     normalise = BatchAugment(cfg, model.cfg.num_classes, train=False)
-    dev = _device(device)
+    dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
     model.to(dev).eval()
     scores = []
-    for images, labels in _loader(dataset, batch_size, num_workers):
+    loader = create_loader(dataset, batch_size, shuffle=False, num_workers=num_workers, seed=0, drop_last=False)
+    for images, labels in loader:
         x, _ = normalise(images.to(dev), labels.to(dev))
         with autocast_for(precision, dev):
             probs = model(x).float().softmax(dim=-1)
@@ -58,15 +60,9 @@ def score_split(
 
 
 def load_detector(checkpoint: str | Path, adapters: str | Path | None = None) -> nn.Module:
-    from vitkit.weights.load import load_pretrained
-
     if not Path(checkpoint).exists():
         raise FileNotFoundError(f"checkpoint {checkpoint} not found")
-    if adapters is None:
-        return load_pretrained(str(checkpoint)).eval()
-    from vitkit.adapters import attach_adapters
-
-    return attach_adapters(partial(load_pretrained, str(checkpoint)), adapters)
+    return load_pretrained(str(checkpoint), adapters=adapters).eval()
 
 
 def evaluate_antispoof(

@@ -1,8 +1,10 @@
-"""Loading a trained classifier and its class names for evaluation and prediction.
+"""Loading a trained model for a command (eval, predict, few-shot, serve), for the task the command needs.
 
 Everything goes through ``vitkit.load_pretrained``, so any checkpoint it reads works: a run's
 ``model.safetensors``, its training checkpoints (``checkpoints/last.pt``, EMA weights preferred, or ``best.pt``),
-timm, Hugging Face or JAX files. Class names come from ``cfg.extra["classes"]``, where training records them.
+timm, Hugging Face or JAX files, with adapters when given. The task comes from the checkpoint (its family); a
+command that needs another task gets the model the checkpoint's family can become (an MAE's encoder serves as a
+classifier's features), or one line saying which task the checkpoint is for.
 """
 
 from __future__ import annotations
@@ -12,21 +14,35 @@ from typing import Any
 
 from torch import nn
 
+from vitkit.adapters.loading import load_pretrained
+from vitkit.eval.prediction import class_names
+from vitkit.families import build_model, family_of, get_family
+from vitkit.tasks import get_task, task_of
+from vitkit.weights.hub import is_hub_name
+from vitkit.weights.load import as_family
 
-def load_classifier(path: str | Path, **overrides: Any) -> tuple[nn.Module, list[str]]:
-    """(model in eval mode, class names); names fall back to '0', '1', ... when the checkpoint has none."""
-    from vitkit.weights.hub import is_hub_name
-    from vitkit.weights.load import load_pretrained
 
+def load_for_task(path: str | Path, task: str | None = None, *, command: str = "this command", **overrides: Any):
+    """(model in eval mode, its task): the checkpoint's own task, or ``task`` when the checkpoint's family is that
+    task's or can become a family of it."""
     if not Path(path).exists() and not is_hub_name(path):  # hub names (hf-hub:..., timm/...) resolve in the cache
         raise FileNotFoundError(f"checkpoint {path} not found")
     model = load_pretrained(str(path), **overrides)
-    if getattr(model.cfg, "family", "vit") == "mae":  # a whole MAE where a classifier is expected: its encoder
-        from vitkit.weights.mae import encoder_of
+    if task is None or task_of(model).name == task:
+        return model.eval(), task_of(model)
+    family = family_of(model)
+    for name in family.derived:
+        if get_family(name).task == task:
+            state, cfg = as_family(model.state_dict(), model.cfg, get_family(name), str(path))
+            net = build_model(cfg)
+            net.load_state_dict(state)
+            return net.eval(), get_task(task)
+    raise ValueError(
+        f"{path} is a {task_of(model).name} checkpoint (a {family.name!r} model); {command} needs a {task} model"
+    )
 
-        model = encoder_of(model, str(path))
-    cfg = model.cfg
-    classes = [str(c) for c in cfg.extra.get("classes") or []]
-    if len(classes) != cfg.num_classes:
-        classes = [str(i) for i in range(cfg.num_classes)]
-    return model.eval(), classes
+
+def load_classifier(path: str | Path, **overrides: Any) -> tuple[nn.Module, list[str]]:
+    """(model in eval mode, class names) for commands that classify; names fall back to '0', '1', ..."""
+    model, _ = load_for_task(path, "classification", command="classifying", **overrides)
+    return model, class_names(model)

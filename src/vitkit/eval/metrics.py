@@ -33,14 +33,28 @@ class EvalResult:
             out.update(agreement=self.agreement, reference_top1=self.reference_top1)
         return out
 
+    def numbers(self) -> dict[str, float]:
+        """What a training metrics row gets from the evaluation."""
+        return {"top1": self.top1, "top5": self.top5, "eval_loss": self.loss}
+
     def to_dict(self) -> dict:
+        return {**self.brief(), "confusion": self.confusion.tolist()}
+
+    def brief(self) -> dict:
+        """Everything but the confusion matrix (what ``vitkit eval --json`` prints)."""
         names = self.classes or [str(i) for i in range(len(self.per_class))]
-        return {
-            **self.summary(),
-            "per_class": dict(zip(names, self.per_class)),
-            "confusion": self.confusion.tolist(),
-            "classes": names,
-        }
+        return {**self.summary(), "per_class": dict(zip(names, self.per_class)), "classes": names}
+
+    def format(self) -> str:
+        """The lines ``vitkit eval`` prints."""
+        lines = [f"top-1 {100 * self.top1:.2f}%  top-5 {100 * self.top5:.2f}%  loss {self.loss:.4f}  "
+                 f"({self.num_samples} images)"]  # fmt: skip
+        if self.agreement is not None:
+            lines.append(f"top-1 agreement with float32: {100 * self.agreement:.2f}% (float32 top-1 "
+                         f"{100 * self.reference_top1:.2f}%)")  # fmt: skip
+        width = max((len(c) for c in self.classes), default=5)
+        lines += [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in zip(self.classes, self.per_class)]
+        return "\n".join(lines)
 
 
 class MetricAccumulator:

@@ -22,3 +22,8 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def drop_path_rates(rate: float, count: int) -> list[float]:
+    """Stochastic depth growing linearly over ``count`` blocks, from 0 to ``rate`` (DeiT, Swin, BiT)."""
+    return [rate * i / max(count - 1, 1) for i in range(count)]

@@ -129,9 +129,43 @@ class MaskedAutoencoder(nn.Module):
         nn.init.normal_(self.encoder.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
 
+    @property
+    def feature_info(self) -> list[dict]:
+        """The encoder's blocks (all patches visible), as for a ViT."""
+        return [{**info, "module": f"encoder.{info['module']}"} for info in self.encoder.feature_info]
+
     def no_weight_decay(self) -> set[str]:
         """None: the official pre-training decays every weight of two or more dimensions, tokens included."""
         return set()
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """The encoder's groups (embedding, then one per block); the decoder falls in the last group."""
+        return {"stem": r"^encoder\.(?:cls_token|pos_embed|patch_embed)", "blocks": r"^encoder\.blocks\.(\d+)"}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute the encoder's block activations in the backward pass (the light decoder keeps its own)."""
+        self.encoder.set_grad_checkpointing(enable)
+
+    def reset_classifier(self, num_classes: int, zero_init: bool = True) -> None:
+        """An MAE has no classifier: its encoder becomes one (``load_pretrained(ckpt, num_classes=K)``)."""
+        raise ValueError(
+            "an MAE has no classifier to reset; load its encoder as a classifier instead: "
+            f"vitkit.load_pretrained(CKPT, num_classes={num_classes}) (or vitkit finetune)"
+        )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, 1 + N, D): the encoder on every patch (no masking), after its final LayerNorm."""
+        return self.encoder.forward_features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """(B, 1 + N, D) -> (B, D): the pooled encoder features (an MAE has no classifier)."""
+        return self.encoder.forward_head(x, pre_logits=pre_logits)
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: int | list[int] | None = None, **options: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
+        """The encoder's :meth:`~vitkit.models.vit.VisionTransformer.forward_intermediates` on every patch."""
+        return self.encoder.forward_intermediates(x, indices, **options)
 
     # ------------------------------------------------------------------------------------------- forward
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vitkit.config.resnet import ResNetV2Config
-from vitkit.layers.drop import DropPath
+from vitkit.layers.drop import DropPath, drop_path_rates
+from vitkit.layers.inputs import check_image_batch
+from vitkit.models.features import chosen_indices
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,7 @@ def build_stages(
 ) -> tuple[nn.Sequential, int]:
     """The stages after the stem: base width ``width * 2**i``; returns them and their output channels."""
     total = sum(layers)
-    rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+    rates = drop_path_rates(drop_path_rate, total)
     stages, chans, start = [], in_chans, 0
     for i, depth in enumerate(layers):
         mid = width * 2**i
@@ -266,25 +268,31 @@ class ResNetV2(nn.Module):
         self.num_classes = cfg.num_classes
         self.head = nn.Module()
         self.head.fc = self._make_fc(cfg.num_classes)
+        stem_reduction = 1 if cfg.stem == "cifar" else 4
+        self.feature_info = [dict(num_chs=cfg.width, reduction=stem_reduction, module="stem")] + [
+            dict(num_chs=c, reduction=stem_reduction * 2**i, module=f"stages.{i}")
+            for i, c in enumerate(cfg.stage_widths)
+        ]
 
-    def _make_fc(self, num_classes: int) -> nn.Module:
+    def _make_fc(self, num_classes: int, zero_init: bool = True) -> nn.Module:
         if num_classes <= 0:
             return nn.Identity()
         fc = nn.Conv2d(self.num_features, num_classes, 1)
-        nn.init.zeros_(fc.weight)  # BiT trains and fine-tunes from a zero head
+        if zero_init:  # BiT trains and fine-tunes from a zero head
+            nn.init.zeros_(fc.weight)
+        else:
+            nn.init.normal_(fc.weight, std=0.01)
         nn.init.zeros_(fc.bias)
         return fc
 
     # ------------------------------------------------------------------------------------- timm's method set
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.norm(x)) if isinstance(self.norm, nn.GroupNorm) else x
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, F, H/r, W/r) feature map after the final pre-activation norm."""
-        if x.ndim != 4 or x.shape[1] != self.cfg.in_chans:
-            raise ValueError(
-                f"expected images (B, {self.cfg.in_chans}, H, W), got shape {tuple(x.shape)}; pass a batch of "
-                f"{self.cfg.in_chans}-channel images"
-            )
-        x = self.stages(self.stem(x))
-        return F.relu(self.norm(x)) if isinstance(self.norm, nn.GroupNorm) else x
+        check_image_batch(x, self.cfg.in_chans)
+        return self._final_norm(self.stages(self.stem(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(B, F, h, w) -> (B, classes) logits, or the pooled (B, F) features."""
@@ -296,12 +304,12 @@ class ResNetV2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new zero-initialised head for ``num_classes`` (0 removes it); the config keeps describing the model as
-        built, ``self.num_classes`` is the new head's size."""
+    def reset_classifier(self, num_classes: int, zero_init: bool = True) -> None:
+        """A new head for ``num_classes`` (0 removes it), zero-initialised as BiT fine-tunes (else normal, std 0.01);
+        the config keeps describing the model as built, ``self.num_classes`` is the new head's size."""
         self.num_classes = num_classes
         device = next(self.parameters()).device
-        self.head.fc = self._make_fc(num_classes).to(device)
+        self.head.fc = self._make_fc(num_classes, zero_init).to(device)
 
     def no_weight_decay(self) -> set[str]:
         """Nothing beyond the usual norms and biases (which the optimiser's rule already skips)."""
@@ -316,10 +324,26 @@ class ResNetV2(nn.Module):
         for stage in self.stages:
             stage.grad_checkpointing = enable
 
-    def forward_intermediates(self, x: torch.Tensor, indices: list[int] | None = None) -> list[torch.Tensor]:
-        """Feature maps after the stem and after each stage (``indices`` picks among them)."""
-        feats = [self.stem(x)]
-        for stage in self.stages:
-            feats.append(stage(feats[-1]))
-        wanted = range(len(feats)) if indices is None else indices
-        return [feats[i] for i in wanted]
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        intermediates_only: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
+        """``(final feature map, [maps])``, as every vitkit model returns it: the maps after the stem and after each
+        stage (``feature_info`` order; ``indices`` picks among them, an int n: the last n); ``norm`` applies the
+        final pre-activation norm to the last stage's map; ``stop_early`` skips stages after the last chosen one."""
+        check_image_batch(x, self.cfg.in_chans)
+        count = len(self.feature_info)
+        wanted = set(chosen_indices(indices, count))
+        stop = max(wanted) if stop_early and wanted else count - 1  # stages to run
+        x = self.stem(x)
+        maps = [x] if 0 in wanted else []
+        for i, stage in enumerate(self.stages[:stop]):
+            x = stage(x)
+            if i + 1 in wanted:
+                maps.append(self._final_norm(x) if norm and i + 1 == count - 1 else x)
+        return maps if intermediates_only else (self._final_norm(x), maps)

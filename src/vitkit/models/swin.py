@@ -18,11 +18,12 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vitkit.config.swin import SwinConfig, stage_window
-from vitkit.layers.drop import DropPath
+from vitkit.layers.drop import DropPath, drop_path_rates
 from vitkit.layers.inputs import check_image_batch
 from vitkit.layers.mlp import Mlp
 from vitkit.layers.patch_embed import PatchEmbed as LinearPatchEmbed
 from vitkit.layers.window_attention import WindowAttention, shifted_window_mask, window_partition, window_reverse
+from vitkit.models.features import chosen_indices
 
 
 def trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> torch.Tensor:
@@ -63,6 +64,7 @@ class SwinBlock(nn.Module):
     def __init__(self, cfg: SwinConfig, dim: int, heads: int, grid: tuple[int, int], shifted: bool, drop_path: float):
         super().__init__()
         self.window = cfg.window_size
+        self.always_shift = cfg.always_shift
         self.shifted = shifted  # odd blocks of a stage; the shift is M/2 unless one window covers the map
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.attn = WindowAttention(dim, heads, self.window, cfg.qkv_bias, cfg.attn_drop_rate, cfg.proj_drop_rate)
@@ -75,7 +77,7 @@ class SwinBlock(nn.Module):
 
     def shift(self, grid: tuple[int, int]) -> int:
         """Cyclic shift used on a ``grid`` feature map: M/2 for shifted blocks, 0 when one window covers it."""
-        return stage_window(grid, self.window)[1] if self.shifted else 0
+        return stage_window(grid, self.window, self.always_shift)[1] if self.shifted else 0
 
     def mask(self, grid: tuple[int, int], device: torch.device) -> torch.Tensor | None:
         if grid == self.grid:
@@ -152,13 +154,17 @@ class SwinTransformer(nn.Module):
         self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.embed_dim, cfg.norm_eps)
         # Stochastic depth grows linearly over all blocks of all stages, from 0 to drop_path_rate.
         total = sum(cfg.depths)
-        rates = [cfg.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        rates = drop_path_rates(cfg.drop_path_rate, total)
         starts = [sum(cfg.depths[:s]) for s in range(cfg.num_stages)]
         self.layers = nn.Sequential(
             *[SwinStage(cfg, s, rates[start : start + d]) for s, (start, d) in enumerate(zip(starts, cfg.depths))]
         )
         self.norm = nn.LayerNorm(self.num_features, eps=cfg.norm_eps)
         self.head = ClassifierHead(self.num_features, cfg.num_classes, cfg.drop_rate)
+        self.feature_info = [
+            dict(num_chs=dim, reduction=cfg.patch_size[0] * 2**s, module=f"layers.{s}")
+            for s, dim in enumerate(cfg.stage_dims)
+        ]
         self.init_weights()
 
     # ----------------------------------------------------------------------------------------------- set-up
@@ -241,23 +247,29 @@ class SwinTransformer(nn.Module):
 
     # ------------------------------------------------------------------------------------------- inspection
     def forward_intermediates(
-        self, x: torch.Tensor, indices: int | list[int] | None = None, norm: bool = False
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(final features, [stage outputs as (B, C, H, W)]) for dense tasks; ``indices`` picks stages (an int:
-        the last n); ``norm`` applies the final LayerNorm to the last stage's map, as timm does."""
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        intermediates_only: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
+        """``(final map (B, H, W, C) after the last LayerNorm, [stage outputs as (B, C, H, W)])``, as every vitkit
+        model returns it: ``indices`` picks stages (None: all, an int n: the last n); ``norm`` applies the final
+        LayerNorm to the last stage's map, as timm does; ``stop_early`` skips stages after the last chosen one."""
         self._check_input(x)
         count = self.cfg.num_stages
-        wanted = set(range(count)) if indices is None else None
-        if wanted is None:
-            wanted = set(range(count - indices, count)) if isinstance(indices, int) else {i % count for i in indices}
+        wanted = set(chosen_indices(indices, count))
+        stop = max(wanted) + 1 if stop_early and wanted else count
         x = self.patch_embed(x)
         maps = []
-        for s, stage in enumerate(self.layers):
+        for s, stage in enumerate(self.layers[:stop]):
             x = stage(x)
             if s in wanted:
                 out = self.norm(x) if norm and s == count - 1 else x
                 maps.append(out.permute(0, 3, 1, 2))
-        return self.norm(x), maps
+        return maps if intermediates_only else (self.norm(x), maps)
 
     def window_attention(self, x: torch.Tensor) -> list[dict]:
         """Per block, in order: its attention probabilities and the geometry needed to read them.

@@ -21,9 +21,11 @@ from torch.utils.checkpoint import checkpoint
 from vitkit.config import ViTConfig
 from vitkit.layers.block import Block
 from vitkit.layers.conv_stem import ConvStem
+from vitkit.layers.drop import drop_path_rates
 from vitkit.layers.inputs import check_image_batch
 from vitkit.layers.patch_embed import PatchEmbed
 from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed, sincos_2d
+from vitkit.models.features import chosen_indices
 
 # Learned tokens and position tables: initialised alike, and exempt from weight decay.
 _TOKEN_PARAMS = frozenset({"cls_token", "dist_token", "pos_embed", "pos_embed_row", "pos_embed_col"})
@@ -56,7 +58,6 @@ class VisionTransformer(nn.Module):
         self.num_classes = cfg.num_classes  # the head's size; reset_classifier changes it, never the config
         self.dynamic_img_size = cfg.dynamic_img_size  # accept any image size (viz sets it for other resolutions)
         self.grad_checkpointing = False  # recompute block activations in the backward pass (set_grad_checkpointing)
-        self.distilled_training = False  # DeiT: return (cls, dist) logits separately while training
 
         self.patch_embed = _build_patch_embed(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.class_token else None
@@ -73,7 +74,7 @@ class VisionTransformer(nn.Module):
         self.pos_drop = nn.Dropout(cfg.pos_drop_rate)
 
         # Stochastic depth grows linearly with depth, from 0 to drop_path_rate.
-        rates = [cfg.drop_path_rate * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        rates = drop_path_rates(cfg.drop_path_rate, cfg.depth)
         self.blocks = nn.Sequential(
             *[
                 Block(
@@ -106,6 +107,8 @@ class VisionTransformer(nn.Module):
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = self._make_head(cfg.num_classes)
         self.head_dist = self._make_head(cfg.num_classes) if cfg.distilled else None
+        stride = cfg.patch_stride[0]
+        self.feature_info = [dict(num_chs=D, reduction=stride, module=f"blocks.{i}") for i in range(cfg.depth)]
         self.init_weights()
 
     # ----------------------------------------------------------------------------------------------- set-up
@@ -224,36 +227,17 @@ class VisionTransformer(nn.Module):
         return self.pos_drop(x)
 
     # --------------------------------------------------------------------------------------------- forward
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        *,
-        return_attention: bool = False,
-        norm: bool = False,
-        stop_early: bool = False,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]] | tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """Embed, run the blocks and keep what block ``indices`` produce: the one pass every other forward uses.
-
-        ``indices``: None for every block, an int n for the last n, a list for those blocks (negatives count from
-        the end). Returns ``(features, intermediates)``: the final tokens after the last LayerNorm (B, T, D) and
-        each chosen block's output (B, T, D) (through the final norm with ``norm=True``); with
-        ``return_attention=True`` also each chosen block's attention probabilities (B, H, T, T), computed by an
-        explicit softmax (the fused kernel never forms them). ``stop_early`` skips blocks after the last chosen
-        one (``features`` then holds that block's normalised output).
-        """
-        depth = len(self.blocks)
-        if indices is None:
-            wanted = set(range(depth))
-        elif isinstance(indices, int):
-            wanted = set(range(depth - indices, depth))
-        else:
-            wanted = {i % depth for i in indices}
-        stop = max(wanted) + 1 if stop_early and wanted else depth
+    def _pass(
+        self, x: torch.Tensor, wanted: set[int], *, norm: bool, stop_early: bool, attention: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Embed and run the blocks, keeping the outputs (B, T, D) of the ``wanted`` ones and, with ``attention``,
+        their probabilities (B, H, T, T) from an explicit softmax (the fused kernel never forms them). The one
+        pass every other forward uses."""
+        stop = max(wanted) + 1 if stop_early and wanted else len(self.blocks)
         x = self.embed(x)  # (B, T, D)
         outputs, maps = [], []
         for i, block in enumerate(self.blocks[:stop]):
-            if return_attention and i in wanted:
+            if attention and i in wanted:
                 x, attn = block(x, return_attention=True)  # (B, T, D), (B, H, T, T)
                 maps.append(attn)
             elif self.grad_checkpointing and torch.is_grad_enabled():
@@ -262,12 +246,37 @@ class VisionTransformer(nn.Module):
                 x = block(x)
             if i in wanted:
                 outputs.append(self.norm(x) if norm else x)
-        x = self.norm(x)
-        return (x, outputs, maps) if return_attention else (x, outputs)
+        return self.norm(x), outputs, maps
+
+    def _wanted(self, indices: int | list[int] | tuple[int, ...] | None) -> set[int]:
+        return set(chosen_indices(indices, len(self.blocks)))
+
+    def _to_maps(self, tokens: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
+        """(B, T, D) tokens -> (B, D, gh, gw) maps of the patch tokens (prefix tokens dropped)."""
+        gh, gw = size[0] // self.cfg.patch_stride[0], size[1] // self.cfg.patch_stride[1]
+        return [t[:, self.num_prefix_tokens :].transpose(1, 2).reshape(t.shape[0], -1, gh, gw) for t in tokens]
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        *,
+        norm: bool = False,
+        stop_early: bool = False,
+        intermediates_only: bool = False,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]] | list[torch.Tensor]:
+        """``(final tokens (B, T, D) after the last LayerNorm, [block outputs as (B, D, gh, gw) maps])``, as every
+        vitkit model returns it (timm's method): ``indices`` picks blocks (None: all, an int n: the last n, a
+        list: those, negatives from the end); ``norm`` passes each map through the final LayerNorm; ``stop_early``
+        skips the blocks after the last chosen one; ``intermediates_only`` returns the list alone."""
+        size = (x.shape[-2], x.shape[-1])
+        final, outputs, _ = self._pass(x, self._wanted(indices), norm=norm, stop_early=stop_early, attention=False)
+        maps = self._to_maps(outputs, size)
+        return maps if intermediates_only else (final, maps)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, prefix + N, D): all tokens after the final LayerNorm."""
-        return self.forward_intermediates(x, indices=[])[0]
+        return self._pass(x, set(), norm=False, stop_early=False, attention=False)[0]
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, D) -> (B, D): the class token, or the mean of the patch tokens."""
@@ -275,21 +284,24 @@ class VisionTransformer(nn.Module):
             return x[:, self.num_prefix_tokens :].mean(dim=1)
         return x[:, 0]
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """(B, T, D) tokens -> (B, classes) logits, or the pooled features fed to the classifier."""
+    def forward_head(
+        self, x: torch.Tensor, pre_logits: bool = False, distillation: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, D) tokens -> (B, classes) logits, or the pooled features fed to the classifier. A DeiT model
+        (``distilled``) averages its class and distillation heads, or returns both with ``distillation=True``."""
         feats = self.head_drop(self.pre_logits(self.fc_norm(self.pool(x))))
         if pre_logits:
             return feats
         logits = self.head(feats)
         if self.head_dist is not None:
             dist = self.head_dist(self.head_drop(x[:, 1]))
-            if self.distilled_training and self.training:
-                return logits, dist
-            return (logits + dist) / 2  # DeiT inference: average the two heads
+            return (logits, dist) if distillation else (logits + dist) / 2  # DeiT inference: average the heads
         return logits
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, distillation: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, H, W) -> (B, classes). ``distillation=True`` asks a DeiT student for its (class, distillation)
+        logits pair (DeiT Sec. 4); a model without a distillation head returns its logits as usual."""
+        return self.forward_head(self.forward_features(x), distillation=distillation)
 
     # ------------------------------------------------------------------------------------------- inspection
     def get_intermediate_layers(
@@ -299,12 +311,10 @@ class VisionTransformer(nn.Module):
 
         Each is (B, T, D) with prefix tokens, or (B, D, gh, gw) patch maps with ``reshape=True``.
         """
-        grid = (x.shape[-2] // self.cfg.patch_stride[0], x.shape[-1] // self.cfg.patch_stride[1])
-        _, outputs = self.forward_intermediates(x, n, norm=norm, stop_early=True)
-        if reshape:  # (B, T, D) -> (B, D, gh, gw)
-            outputs = [o[:, self.num_prefix_tokens :].transpose(1, 2).reshape(o.shape[0], -1, *grid) for o in outputs]
-        return outputs
+        _, outputs, _ = self._pass(x, self._wanted(n), norm=norm, stop_early=True, attention=False)
+        return self._to_maps(outputs, (x.shape[-2], x.shape[-1])) if reshape else outputs
 
-    def get_attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Attention probabilities of every layer, each (B, heads, T, T); rows sum to one."""
-        return self.forward_intermediates(x, return_attention=True)[2]
+    def get_attention_maps(self, x: torch.Tensor, indices: int | list[int] | None = None) -> list[torch.Tensor]:
+        """Attention probabilities of every layer (or of the ``indices`` ones), each (B, heads, T, T); rows sum to
+        one."""
+        return self._pass(x, self._wanted(indices), norm=False, stop_early=False, attention=True)[2]

@@ -1,19 +1,26 @@
-"""Training: typed recipes, the engine (optimiser, schedule, EMA, checkpoints, DDP) and the run folder.
+"""Training: typed recipes, the engine (loop, checkpointer, evaluator, schedule, EMA, DDP/FSDP) and the run folder.
 
 ``train_model(load_recipe("cifar10_vit"))`` is ``vitkit train --config cifar10_vit`` (a shipped recipe, by name).
+The names below load on first use: the objectives (``vitkit.train.objectives``) sit below the tasks, the loop above
+them, and importing one must not import the other.
 """
 
-from vitkit.train.loop import NonFiniteLossError, Trainer, TrainResult
-from vitkit.train.recipe import Recipe, load_recipe, recipe_from_dict
-from vitkit.train.run import finetune, train_model
+from __future__ import annotations
 
-__all__ = [
-    "NonFiniteLossError",
-    "Recipe",
-    "TrainResult",
-    "Trainer",
-    "finetune",
-    "load_recipe",
-    "recipe_from_dict",
-    "train_model",
-]
+from vitkit.utils.lazy import lazy_attributes
+
+_LAZY = {
+    "NonFiniteLossError": "vitkit.train.meter",
+    "TrainResult": "vitkit.train.loop",
+    "Trainer": "vitkit.train.loop",
+    "Recipe": "vitkit.train.recipe",
+    "load_recipe": "vitkit.train.recipe",
+    "recipe_from_dict": "vitkit.train.recipe",
+    "finetune": "vitkit.train.run",
+    "train_model": "vitkit.train.run",
+}
+
+__all__ = sorted(_LAZY)
+
+
+__getattr__ = lazy_attributes("vitkit.train", _LAZY)

@@ -40,7 +40,9 @@ def steps_within_budget(
     """The largest total step count in (done_steps, max_steps] whose remaining cost fits ``seconds_left``.
 
     Each remaining epoch end costs ``seconds_per_epoch_end`` (checkpoint, logging) plus an evaluation when one is
-    due. Returns ``done_steps + 1`` at least, so a run always finishes the step it is in.
+    due. When the budget (not ``max_steps``) ends the run, it does not open a last epoch that would reach less than
+    a quarter of its steps: those few steps would pay a whole evaluation and epoch end for little. Returns
+    ``done_steps + 1`` at least, so a run always finishes the step it is in.
     """
 
     def cost(total: int) -> float:
@@ -57,6 +59,9 @@ def steps_within_budget(
             lo = mid
         else:
             hi = mid - 1
+    stub = lo % steps_per_epoch  # steps of a last, partial epoch
+    if stub and 4 * stub < steps_per_epoch and lo - stub > done_steps:
+        return lo - stub
     return lo
 
 

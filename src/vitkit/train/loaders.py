@@ -3,10 +3,12 @@ for training (full batches only) and an unpadded shard of the evaluation split p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch.utils.data import DataLoader
 
+from vitkit.data.loader import create_loader
 from vitkit.train.recipe import Recipe
 from vitkit.train.sampler import ResumableSampler
 from vitkit.utils.distributed import DistInfo
@@ -24,11 +26,14 @@ def micro_batch_size(recipe: Recipe, world_size: int = 1) -> int:
 
 
 def build_loaders(
-    recipe: Recipe, train_set: Any, eval_set: Any = None, dist: DistInfo | None = None
+    recipe: Recipe,
+    train_set: Any,
+    eval_set: Any = None,
+    dist: DistInfo | None = None,
+    eval_batch: Callable[[int], int] = lambda requested: requested,
 ) -> tuple[DataLoader, DataLoader | None]:
-    """(training loader, evaluation loader or None) for this process."""
-    from vitkit.data import create_loader
-
+    """(training loader, evaluation loader or None) for this process. ``eval_batch`` maps the requested evaluation
+    batch to one the task can form (a task whose images differ in size takes them one at a time)."""
     t, dist = recipe.train, dist or DistInfo()
     micro = micro_batch_size(recipe, dist.world_size)
     workers = getattr(recipe.data, "num_workers", 0)
@@ -42,12 +47,13 @@ def build_loaders(
     loader = create_loader(train_set, micro, shuffle=False, num_workers=workers, seed=t.seed, drop_last=True,
                            sampler=sampler)  # fmt: skip
     eval_loader = None
+    batch = eval_batch(t.eval_batch_size or micro)
     if eval_set is not None and t.parallel == "fsdp" and dist.enabled:
-        _check_even_eval(len(eval_set), t.eval_batch_size or micro, dist.world_size)
+        _check_even_eval(len(eval_set), batch, dist.world_size)
     if eval_set is not None:
         eval_sampler = ResumableSampler(len(eval_set), t.seed, False, dist.rank, dist.world_size, pad=False)
-        eval_loader = create_loader(eval_set, t.eval_batch_size or micro, shuffle=False, num_workers=workers,
-                                    seed=t.seed, drop_last=False, sampler=eval_sampler)  # fmt: skip
+        eval_loader = create_loader(eval_set, batch, shuffle=False, num_workers=workers, seed=t.seed,
+                                    drop_last=False, sampler=eval_sampler)  # fmt: skip
     return loader, eval_loader
 
 

@@ -9,14 +9,18 @@ nothing, and every value is converted to its field's type (``--set optim.lr=3e-4
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from vitkit.adapters.config import AdapterConfig
-from vitkit.config import ViTConfig
+from vitkit.config import ModelConfig, ViTConfig
+from vitkit.config.named import MODEL_CONFIGS
+from vitkit.tasks import Task, get_task, list_tasks, task_of
+from vitkit.train.objectives import build_objective
+from vitkit.train.objectives.distill import distill_section
+from vitkit.utils.typed import build_dataclass, coerce
 
 MODEL_KEYS = ("name", "pretrained")
 
@@ -102,6 +106,7 @@ class TrainConfig:
     eval_at_start: bool = False
     eval_batch_size: int | None = None
     checkpoint_every_steps: int = 0
+    keep_checkpoints: int = 0  # also keep the newest N periodic training states (step-<step>.pt) beside last/best
     log_every_steps: int = 20
     output_dir: str = "runs"
     run_name: str | None = None
@@ -117,8 +122,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"train.{name} must be positive (or null for none), got {value}")
-        if self.eval_every_epochs < 0 or self.checkpoint_every_steps < 0:
-            raise ValueError("train.eval_every_epochs and train.checkpoint_every_steps must be >= 0 (0: off)")
+        if self.eval_every_epochs < 0 or self.checkpoint_every_steps < 0 or self.keep_checkpoints < 0:
+            raise ValueError(
+                "train.eval_every_epochs, train.checkpoint_every_steps and train.keep_checkpoints must be >= 0 (0: off)"
+            )
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise ValueError(f"train.ema_decay must lie in (0, 1), got {self.ema_decay}")
 
@@ -129,7 +136,7 @@ class Recipe:
 
     name: str = "recipe"
     model: ModelSection = field(default_factory=ModelSection)
-    data: Any = None  # vitkit.data.DataConfig; typed lazily so that importing recipes stays light
+    data: Any = None  # the task's data config (vitkit.data.DataConfig for classification)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -149,12 +156,6 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
 
-def _data_config_cls() -> type:
-    from vitkit.data import DataConfig
-
-    return DataConfig
-
-
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -165,107 +166,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# ------------------------------------------------------------------------------------------- typed parsing
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert a YAML value to the type ``hint``; raise naming the key, the value and the expected type."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, where)
-            except (TypeError, ValueError) as err:
-                errors.append(str(err))
-        raise ValueError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {hint}")
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{where}: {value!r} is not one of {list(args)}")
-        return value
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            fixed = origin is tuple and args and Ellipsis not in args
-            if fixed and not isinstance(value, (dict, str)):  # `img_size: 32` means (32, 32)
-                value = [value] * len(args)
-            else:
-                raise ValueError(f"{where}: expected a list, got {value!r}")
-        if origin is tuple and args and Ellipsis not in args:
-            if len(value) != len(args):
-                raise ValueError(f"{where}: expected {len(args)} values, got {list(value)}")
-            items = [_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
-        else:
-            inner = args[0] if args else Any
-            items = [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(hint):
-        return build_dataclass(hint, value, where)
-    if hint in _SCALARS:
-        return _scalar(value, hint, where)
-    return value
+def _named_config(name: Any) -> ModelConfig:
+    """The config of a registered model name; a default ViTConfig for anything else (checked when it is built)."""
+    return MODEL_CONFIGS[name] if isinstance(name, str) and name in MODEL_CONFIGS else ViTConfig()
 
 
-_TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
-_SCALARS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-def _scalar(value: Any, hint: type, where: str) -> Any:
-    """bool, int, float or str from YAML; numbers given as strings (YAML 1.1 reads "3e-4" as one) are parsed."""
-    expected = _SCALARS[hint]
-    if hint is bool:
-        text = str(value).lower()
-        if isinstance(value, bool) or (isinstance(value, str) and text in _TRUE + _FALSE):
-            return value if isinstance(value, bool) else text in _TRUE
-    elif hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        try:
-            if hint is float:
-                return float(value)
-            if not isinstance(value, float) or value.is_integer():  # 3.0 is an integer, 2.5 is not
-                return int(value)
-        except ValueError:
-            pass
-    raise ValueError(f"{where}: expected {expected}, got {value!r}")
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    extra = {"DataConfig": _data_config_cls()} if cls is Recipe else {}
-    return typing.get_type_hints(cls, localns=extra)
-
-
-def build_dataclass(cls: type, data: Any, where: str) -> Any:
-    """Instantiate dataclass ``cls`` from a mapping; unknown keys raise listing the valid ones."""
-    if data is None:
-        data = {}
-    if dataclasses.is_dataclass(data):
-        return data
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping of keys to values, got {data!r}")
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in '{where}'; valid keys: {sorted(names)}")
-    values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"invalid '{where}': {err}") from None
-
-
-def _config_type(name: Any) -> type:
-    """The config class of a registered model name; ViTConfig for anything else (checked when the model is built)."""
-    from vitkit.registry import MODEL_CONFIGS
-
-    return type(MODEL_CONFIGS[name]) if isinstance(name, str) and name in MODEL_CONFIGS else ViTConfig
+def recipe_task(recipe: Recipe) -> Task:
+    """The task a recipe trains: its model's (the family of ``model.name``)."""
+    return task_of(_named_config(recipe.model.name))
 
 
 def _model_section(data: Any) -> ModelSection:
@@ -275,7 +183,7 @@ def _model_section(data: Any) -> ModelSection:
         return data
     if not isinstance(data, dict):
         raise ValueError(f"model: expected a mapping, got {data!r}")
-    config_type = _config_type(data.get("name"))  # the named model's family (ViT, MAE, ...) types the overrides
+    config_type = type(_named_config(data.get("name")))  # the named model's family (ViT, MAE, ...) types the overrides
     vit_hints = typing.get_type_hints(config_type)
     vit_fields = [f.name for f in dataclasses.fields(config_type)]
     unknown = sorted(set(data) - set(MODEL_KEYS) - set(vit_fields))
@@ -284,7 +192,7 @@ def _model_section(data: Any) -> ModelSection:
             f"unknown key(s) {unknown} in 'model'; valid keys: {list(MODEL_KEYS)} and the {config_type.__name__} "
             f"fields {sorted(vit_fields)}"
         )
-    overrides = {k: _coerce(v, vit_hints[k], f"model.{k}") for k, v in data.items() if k not in MODEL_KEYS}
+    overrides = {k: coerce(v, vit_hints[k], f"model.{k}") for k, v in data.items() if k not in MODEL_KEYS}
     head = {k: data[k] for k in MODEL_KEYS if k in data}
     section = build_dataclass(ModelSection, head, "model")
     return dataclasses.replace(section, overrides=overrides)
@@ -294,31 +202,38 @@ def recipe_from_dict(data: dict[str, Any], name: str | None = None) -> Recipe:
     """Build a :class:`Recipe` from nested plain data, checking every key and type."""
     if not isinstance(data, dict):
         raise ValueError(f"a recipe is a mapping with sections {_SECTIONS}, got {type(data).__name__}")
-    from vitkit.train.objectives.distill import distill_section
-
     data = distill_section(data)  # `distill:` is shorthand for `objective: {name: distillation, ...}`
     unknown = sorted(set(data) - {"name", *_SECTIONS})
     if unknown:
         raise ValueError(f"unknown top-level key(s) {unknown}; valid keys: {['name', *_SECTIONS]}")
+    model = _model_section(data.get("model"))
+    task = task_of(_named_config(model.name))  # the task types the data section and chooses the objectives
     return Recipe(
         name=str(data.get("name") or name or "recipe"),
-        model=_model_section(data.get("model")),
-        data=build_dataclass(_data_config_cls(), data.get("data"), "data"),
+        model=model,
+        data=build_dataclass(task.data_config_class(), data.get("data"), "data"),
         optim=build_dataclass(OptimConfig, data.get("optim"), "optim"),
         schedule=build_dataclass(ScheduleConfig, data.get("schedule"), "schedule"),
         train=build_dataclass(TrainConfig, data.get("train"), "train"),
-        objective=_objective_section(data.get("objective")),
+        objective=_objective_section(data.get("objective"), task),
         adapter=build_dataclass(AdapterConfig, data.get("adapter"), "adapter"),
     )
 
 
-def _objective_section(data: Any) -> dict[str, Any]:
-    """``{"name": ..., **options}``, checked against the named objective's fields (classification by default)."""
-    from vitkit.train.objectives import build_objective
-
+def _objective_section(data: Any, task: Task) -> dict[str, Any]:
+    """``{"name": ..., **options}``, checked against the named objective's fields; the task's first objective
+    when the recipe names none, and only one of the task's objectives."""
     if data is not None and not isinstance(data, dict):
-        raise ValueError(f"objective: expected a mapping such as {{name: classification}}, got {data!r}")
-    return build_objective(data).options()
+        raise ValueError(f"objective: expected a mapping such as {{name: {task.objectives[0]}}}, got {data!r}")
+    section = dict(data or {})
+    section["name"] = section.get("name") or task.objectives[0]
+    owners = [t for t in list_tasks() if section["name"] in get_task(t).objectives]
+    if owners and task.name not in owners:  # another task's objective; one no task lists (a user's) is free
+        raise ValueError(
+            f"objective {section['name']!r} does not train a {task.name} model; choose one of {list(task.objectives)} "
+            "or a model of that objective's task"
+        )
+    return build_objective(section).options()
 
 
 _SECTIONS = ("model", "data", "optim", "schedule", "train", "objective", "adapter")

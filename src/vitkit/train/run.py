@@ -1,8 +1,11 @@
-"""From a recipe to a trained model: data, model, run folder, engine, exported weights.
+"""From a recipe to a trained model: ``train_model`` composes small steps, each its own function.
 
-``train_model(recipe)`` is what ``vitkit train`` calls; ``finetune(checkpoint, recipe)`` is the same with the
-model taken from a checkpoint (any format ``vitkit.load_pretrained`` reads), its head reset to the data's classes
-and its position embeddings resampled to the new resolution (paper Sec. 3.2).
+The recipe's task (its model's family's) says what the data is, how the model is sized from it and how it is
+evaluated; the steps are: the run folder and resume policy, seeding, the data, the model (seeded on its own, so
+its initialisation never depends on how the data was read), adapters, loaders, the evaluator and checkpointer,
+the loop, and the export of the final weights. ``finetune(checkpoint, recipe)`` is the same with the model taken
+from a checkpoint (any format ``vitkit.load_pretrained`` reads), its head reset to the data's classes and its
+position embeddings resampled to the new resolution (paper Sec. 3.2).
 """
 
 from __future__ import annotations
@@ -18,20 +21,30 @@ import numpy as np
 import torch
 from torch import nn
 
+from vitkit.adapters.training import adapt_for_training, is_adapted, save_run_adapters
+from vitkit.families import build_model as build_from_config
+from vitkit.families import family_of
+from vitkit.registry import get_config
+from vitkit.tasks import Task, TaskData
 from vitkit.train.callbacks import Callback
+from vitkit.train.checkpointer import Checkpointer
+from vitkit.train.evaluator import Evaluator
 from vitkit.train.loaders import build_loaders
 from vitkit.train.loop import Trainer, TrainResult
 from vitkit.train.objectives import build_objective
-from vitkit.train.parallel import full_weights, is_sharded
-from vitkit.train.recipe import Recipe, dump_recipe
+from vitkit.train.parallel import attention_backend, full_weights, is_sharded
+from vitkit.train.recipe import Recipe, dump_recipe, recipe_task
 from vitkit.train.state import load_resume_checkpoint
 from vitkit.utils import distributed as dist_utils
-from vitkit.utils.device import resolve_device
+from vitkit.utils.device import resolve_device, resolve_precision
+from vitkit.utils.distributed import DistInfo
 from vitkit.utils.files import atomic_write_text
 from vitkit.utils.progress import console_logging
 from vitkit.utils.subsets import seeded_subset
+from vitkit.weights.load import load_pretrained, save_pretrained
 
 log = logging.getLogger("vitkit.train")
+MODEL_SEED_OFFSET = 7919  # the model's initialisation stream: seed + this, apart from the data's and the loop's
 
 
 def seed_everything(seed: int) -> None:
@@ -40,40 +53,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_datasets(recipe: Recipe) -> tuple[Any, Any, list[str]]:
-    """Train split, evaluation split (None when ``train.eval_every_epochs`` is 0) and class names."""
-    from vitkit.data import build_dataset
-
+def build_datasets(recipe: Recipe, task: Task | None = None) -> TaskData:
+    """The task's train split, evaluation split (None when ``train.eval_every_epochs`` is 0) and the description
+    of the data that sizes the model (class names)."""
+    task = task or recipe_task(recipe)
     t = recipe.train
-    train_set = seeded_subset(build_dataset(recipe.data, "train"), t.train_subset, t.seed)
+    train_set = seeded_subset(task.dataset(recipe.data, "train", augment=True), t.train_subset, t.seed)
     eval_set = None
     if t.eval_every_epochs > 0:
-        eval_set = seeded_subset(build_dataset(recipe.data, t.eval_split), t.eval_subset, t.seed + 1)
-    classes = list(getattr(train_set, "classes", None) or [])
-    if not classes and not _objective_needs_labels(recipe):  # self-supervised (MAE): an unlabelled set is fine
-        return train_set, eval_set, classes
-    if not classes:
-        raise ValueError("the training set names no classes (dataset.classes); vitkit needs them to size the head")
-    return train_set, eval_set, classes
+        eval_set = seeded_subset(task.dataset(recipe.data, t.eval_split, augment=False), t.eval_subset, t.seed + 1)
+    return TaskData(train_set, eval_set, task.describe(train_set, recipe.data))
 
 
-def _objective_needs_labels(recipe: Recipe) -> bool:
-    from vitkit.train.objectives import objective_class
-
-    return getattr(objective_class(recipe.objective.get("name", "classification")), "needs_labels", True)
-
-
-def build_model(recipe: Recipe, classes: list[str] | int) -> nn.Module:
-    """The recipe's model at the data's resolution: from the registry, or from ``model.pretrained``.
+def build_model(recipe: Recipe, info: dict[str, Any], task: Task | None = None) -> nn.Module:
+    """The recipe's model at the data's resolution, sized by the task from ``info``: from the registry, or from
+    ``model.pretrained``.
 
     A new model takes the data's normalisation into its config, so the exported weights carry it; a pre-trained
-    one keeps its own normalisation and the data follows it (see :func:`align_data`). The class names go into
-    ``cfg.extra["classes"]`` when the model is built (configs never change afterwards), so every checkpoint of it
-    can label its predictions.
+    one keeps its own normalisation and the data follows it (see :func:`align_data`). What the task takes from the
+    data (class names) goes into ``cfg.extra`` when the model is built (configs never change afterwards), so every
+    checkpoint of it can label its predictions. The initialisation draws from its own stream (``train.seed``), so
+    it is the same however the data was read (decoded, or from the cache).
     """
-    from vitkit.registry import create_model, get_config
-
-    names = None if isinstance(classes, int) else [str(c) for c in classes]  # an int: a count, no names
+    task = task or recipe_task(recipe)
     m, data = recipe.model, recipe.data
     overrides = dict(m.overrides)
     overrides.setdefault("img_size", data.img_size)
@@ -81,27 +83,25 @@ def build_model(recipe: Recipe, classes: list[str] | int) -> nn.Module:
         raise ValueError(
             f"model.img_size {overrides['img_size']} differs from data.img_size {data.img_size}; set only data.img_size"
         )
-    headless = not m.pretrained and not hasattr(get_config(m.name), "num_classes")  # e.g. MAE pre-training
-    if not headless:
-        overrides["num_classes"] = classes if names is None else len(names)
-    if m.pretrained:
-        from vitkit.weights.load import load_pretrained
-
-        model = load_pretrained(m.pretrained, **overrides)
-        if names is None:
-            return model
-        extra = {**model.cfg.extra, "classes": names}  # keep what the checkpoint recorded (its name, ...)
-        return model if model.cfg.extra == extra else _rebuilt(model, model.cfg.replace(extra=extra))
-    for key in ("mean", "std", "crop_pct"):
-        overrides.setdefault(key, getattr(data, key))
-    if names and not headless:
-        overrides["extra"] = {**overrides.get("extra", {}), "classes": names}
-    return create_model(m.name, **overrides)
+    sized = task.model_overrides(info)
+    extra = sized.pop("extra", {})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.train.seed + MODEL_SEED_OFFSET)
+        if m.pretrained:
+            model = load_pretrained(m.pretrained, **overrides, **sized)
+            merged = {**model.cfg.extra, **extra}  # keep what the checkpoint recorded (its name, ...)
+            return model if model.cfg.extra == merged else _rebuilt(model, model.cfg.replace(extra=merged))
+        for key in ("mean", "std", "crop_pct"):  # the preprocessing the data config states
+            if hasattr(data, key):
+                overrides.setdefault(key, getattr(data, key))
+        if extra:
+            overrides["extra"] = {**overrides.get("extra", {}), **extra}
+        return build_from_config(get_config(m.name, **overrides, **sized))
 
 
 def _rebuilt(model: nn.Module, cfg: Any) -> nn.Module:
     """A new model of config ``cfg`` holding ``model``'s weights (configs are not changed in place)."""
-    net = cfg.build()
+    net = family_of(cfg).build(cfg)
     net.load_state_dict(model.state_dict())
     return net.train(model.training)
 
@@ -111,7 +111,7 @@ def model_meta(model: nn.Module) -> dict[str, Any]:
     cfg = getattr(model, "cfg", None)
     if cfg is None or not hasattr(cfg, "to_dict"):
         return {}
-    return {"model_config": cfg.to_dict(), "model_family": getattr(cfg, "family", "vit")}
+    return {"model_config": cfg.to_dict(), "model_family": family_of(cfg).name}
 
 
 def align_data(recipe: Recipe, model: nn.Module) -> Recipe:
@@ -130,6 +130,26 @@ def _pair(value: Any) -> tuple[int, int]:
 def run_folder(recipe: Recipe) -> Path:
     t = recipe.train
     return Path(t.output_dir) / (t.run_name or recipe.name)
+
+
+def resume_state(
+    recipe: Recipe, folder: Path, resume: bool | str | Path, dist: DistInfo, run_dir_given: bool
+) -> tuple[Path, dict[str, Any] | None]:
+    """(run folder, training state to resume or None). A folder that already holds a run is refused unless asked
+    to resume: nothing is overwritten by accident."""
+    if resume:
+        path, state = load_resume_checkpoint(folder if resume is True else resume)
+        if path.parent.name == "checkpoints" and not run_dir_given:
+            folder = path.parent.parent
+        if dist.is_main:
+            _report_recipe_changes(state.get("recipe", {}), recipe.to_dict())
+        return folder, state
+    if dist_utils.broadcast_object((folder / "checkpoints" / "last.pt").exists(), dist):  # rank 0 decides
+        raise ValueError(
+            f"{folder} already holds a run; continue it with --resume, or train into another folder with "
+            "--set train.run_name=NAME (or delete the folder)"
+        )
+    return folder, None
 
 
 def train_model(
@@ -152,40 +172,20 @@ def train_model(
     device = resolve_device(t.device)
     dist = dist_utils.setup(device)
     try:
-        folder = Path(run_dir) if run_dir is not None else run_folder(recipe)
-        state = None
-        if resume:
-            path, state = load_resume_checkpoint(folder if resume is True else resume)
-            if path.parent.name == "checkpoints" and run_dir is None:
-                folder = path.parent.parent
-            if dist.is_main:
-                _report_recipe_changes(state.get("recipe", {}), recipe.to_dict())
-        elif dist_utils.broadcast_object((folder / "checkpoints" / "last.pt").exists(), dist):  # rank 0 decides
-            raise ValueError(
-                f"{folder} already holds a run; continue it with --resume, or train into another folder with "
-                "--set train.run_name=NAME (or delete the folder)"
-            )
+        given = Path(run_dir) if run_dir is not None else run_folder(recipe)
+        folder, state = resume_state(recipe, given, resume, dist, run_dir is not None)
+        task = recipe_task(recipe)
         seed_everything(t.seed)
-        train_set, eval_set, classes = build_datasets(recipe)
-        model = build_model(recipe, classes)
-        from vitkit.adapters.training import adapt_for_training
-
+        data = build_datasets(recipe, task)
+        model = build_model(recipe, data.info, task)
         adapt_for_training(model, recipe.adapter, announce=dist.is_main)  # before the optimiser sees requires_grad
         recipe = align_data(recipe, model)
         if dist.is_main:
             atomic_write_text(dump_recipe(recipe), folder / "config.yaml")
-        train_loader, eval_loader = build_loaders(recipe, train_set, eval_set, dist)
-        trainer = Trainer(
-            model, recipe, train_loader, eval_loader, objective=build_objective(recipe.objective), classes=classes,
-            run_dir=folder, device=device, dist=dist, start_time=clock, callbacks=callbacks,
-            checkpoint_meta=model_meta(model),
-        )  # fmt: skip
+        trainer = build_trainer(recipe, model, folder, data=data, task=task, device=device, dist=dist,
+                                start_time=clock, callbacks=callbacks)  # fmt: skip
         result = trainer.fit(state)
-        final = result.ema_model or result.model
-        if is_sharded(final):  # FSDP: gather the whole weights (every rank takes part) into an unsharded copy
-            weights, final = full_weights(final), final.cfg.build()
-            if dist.is_main:
-                final.load_state_dict(weights)
+        final = _gathered(result.ema_model or result.model, dist)
         if dist.is_main:
             export_model(final, folder / "model.safetensors")
         # No rank leaves while another still communicates. The wait also lets gloo's worker threads release the
@@ -198,15 +198,56 @@ def train_model(
         torch.set_num_threads(threads)
 
 
+def build_trainer(
+    recipe: Recipe,
+    model: nn.Module,
+    run_dir: str | Path | None,
+    *,
+    data: TaskData | None = None,
+    task: Task | None = None,
+    device: torch.device | None = None,
+    dist: DistInfo | None = None,
+    **options: Any,
+) -> Trainer:
+    """The loop with its parts for ``model``: the task's data (built when not given), loaders and transforms, the
+    recipe's objective, the evaluator and the checkpointer. ``options`` go to :class:`Trainer` (``clock``,
+    ``start_time``, ``callbacks``)."""
+    task = task or recipe_task(recipe)
+    data = data or build_datasets(recipe, task)
+    t, dist = recipe.train, dist or DistInfo()
+    device = device or resolve_device(t.device)
+    train_loader, eval_loader = build_loaders(recipe, data.train, data.eval, dist, task.eval_batch_size)
+    objective = build_objective(recipe.objective)
+    evaluator = None
+    if eval_loader is not None:
+        evaluator = Evaluator(
+            task, eval_loader, task.batch_transform(recipe.data, data.info, train=False), objective=objective,
+            device=device, precision=resolve_precision(t.precision, device), dist=dist, info=data.info,
+            attention=attention_backend(t.sdpa_backend),
+        )  # fmt: skip
+    run_dir = Path(run_dir) if run_dir is not None else None
+    return Trainer(
+        model, recipe, train_loader, task.batch_transform(recipe.data, data.info, train=True), objective,
+        evaluator=evaluator, checkpointer=Checkpointer(run_dir, dist.is_main, t.keep_checkpoints), info=data.info,
+        run_dir=run_dir, device=device, dist=dist, checkpoint_meta=model_meta(model), **options,
+    )  # fmt: skip
+
+
+def _gathered(model: nn.Module, dist: DistInfo) -> nn.Module:
+    """FSDP: the whole weights gathered (every rank takes part) into an unsharded copy on rank 0."""
+    if not is_sharded(model):
+        return model
+    weights, final = full_weights(model), family_of(model).build(model.cfg)
+    if dist.is_main:
+        final.load_state_dict(weights)
+    return final
+
+
 def export_model(model: nn.Module, path: Path) -> Path:
     """Save the final weights with ``save_pretrained``: config (class names in ``cfg.extra``) included. An adapted
     model writes only its adapters and head (``adapters.safetensors`` beside ``path``)."""
-    from vitkit.adapters.training import is_adapted, save_run_adapters
-
     if is_adapted(model):
         return save_run_adapters(model, path.parent)
-    from vitkit.weights.load import save_pretrained
-
     return save_pretrained(model, path)
 
 

@@ -79,9 +79,18 @@ def format_epoch(row: dict[str, Any], num_epochs: int) -> str:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """All rows of a ``metrics.jsonl`` file."""
+    """All rows of a ``metrics.jsonl`` file. A last line cut short (a run killed while appending it) is dropped:
+    the resumed run logs that step again."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [line for line in f if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1 or line.endswith("\n"):
+                raise ValueError(f"{path}: line {i + 1} is not JSON; the metrics file was edited or damaged") from None
+    return rows
 
 
 def plot_metrics(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:

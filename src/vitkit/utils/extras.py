@@ -13,6 +13,7 @@ EXTRAS = {
     "fastapi": "serve",
     "uvicorn": "serve",
     "multipart": "serve",
+    "huggingface_hub": "hub",
 }
 _PACKAGES = {"yaml": "PyYAML", "multipart": "python-multipart"}
 

@@ -140,14 +140,16 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-class _StdoutHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stdout`` is at the time (so ``contextlib.redirect_stdout`` captures it)."""
+class CurrentStreamHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` (or ``sys.stderr``) is at the time of each line, so that redirection
+    (``contextlib.redirect_stdout``, a test's capture) is followed and a stream closed since is never written."""
 
-    def __init__(self) -> None:
-        super().__init__(sys.stdout)
+    def __init__(self, name: str = "stdout") -> None:
+        super().__init__(getattr(sys, name))
+        self.name_of_stream = name
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stdout
+        self.stream = getattr(sys, self.name_of_stream)
         super().emit(record)
 
 
@@ -155,7 +157,7 @@ def console_logging(name: str = "vitkit") -> logging.Logger:
     """Show ``name``'s INFO lines as plain stdout lines, unless the application configured logging itself."""
     logger = logging.getLogger(name)
     if not logger.handlers and not logging.getLogger().handlers:
-        handler = _StdoutHandler()
+        handler = CurrentStreamHandler("stdout")
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)

@@ -2,15 +2,14 @@
 similarity and patch-embedding filters (Dosovitskiy et al. 2020, Sec. 4.5 and App. D.7-D.8).
 
 The maths (capture, rollout, distance, embeddings) needs only torch; plotting needs matplotlib (``vitkit[viz]``).
+``vitkit.visualize`` (:mod:`vitkit.viz.draw`) draws them from a checkpoint, as the model's family says.
 """
 
 from vitkit.viz.capture import attention_maps, iter_attention_maps, prepare_model
 from vitkit.viz.distance import mean_attention_distance, model_attention_distance, patch_distances
 from vitkit.viz.embeddings import filter_components, patch_position_embeddings, position_similarity
+from vitkit.viz.kinds import KINDS
 from vitkit.viz.rollout import attention_rollout, query_attention, rollout_map
-
-# What `visualize` / `vitkit visualize --kind` draw; the first three need images.
-KINDS = ("rollout", "heads", "distance", "posembed", "filters", "reconstruction")  # the last: MAE only
 
 __all__ = [
     "KINDS",
@@ -26,13 +25,4 @@ __all__ = [
     "prepare_model",
     "query_attention",
     "rollout_map",
-    "visualize",
 ]
-
-
-def __getattr__(name: str):
-    if name == "visualize":  # imports matplotlib, so only on use
-        from vitkit.viz.draw import visualize
-
-        return visualize
-    raise AttributeError(f"module 'vitkit.viz' has no attribute {name!r}")

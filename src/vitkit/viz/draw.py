@@ -8,11 +8,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vitkit.viz import KINDS
+from vitkit.adapters.loading import load_pretrained
+from vitkit.families import family_of
+from vitkit.registry import create_model, list_models
 from vitkit.viz.capture import image_size_pair, iter_attention_maps, prepare_model, token_grid
 from vitkit.viz.distance import model_attention_distance, patch_distances
 from vitkit.viz.embeddings import filter_components, position_similarity
-from vitkit.viz.images import find_images, load_images, to_display, to_input
+from vitkit.viz.images import find_images, image_labels, load_images, to_display, to_input
+from vitkit.viz.kinds import KINDS, NEEDS_IMAGES
 from vitkit.viz.plot import (
     plot_attention_distance,
     plot_filters,
@@ -20,25 +23,24 @@ from vitkit.viz.plot import (
     plot_position_similarity,
     plot_rollout,
 )
-from vitkit.viz.rollout import attention_rollout, query_attention, rollout_map
+from vitkit.viz.reconstruction import draw_reconstructions
+from vitkit.viz.rollout import attention_rollout, point_token, query_attention, rollout_map
+from vitkit.viz.swin import draw_swin
 
-NEEDS_IMAGES = KINDS[:3]
 ROWS_PER_PAGE = 8
 
 
-def load_model(checkpoint: str | Path | nn.Module) -> tuple[nn.Module, str]:
-    """A model and a display name from a module, anything ``load_pretrained`` reads, or a registered name
-    (random weights, for a quick look at the machinery)."""
+def load_model(checkpoint: str | Path | nn.Module, adapters: str | Path | None = None) -> tuple[nn.Module, str]:
+    """A model and a display name from a module, anything ``load_pretrained`` reads (with ``adapters`` put onto
+    it), or a registered name (random weights, for a quick look at the machinery)."""
     if isinstance(checkpoint, nn.Module):
         return checkpoint, type(checkpoint).__name__
     path = Path(checkpoint)
     if path.exists():
-        from vitkit.weights.load import load_pretrained
-
         shown = path.resolve()
-        return load_pretrained(path), f"{shown.parent.name}/{shown.name}" if path.is_file() else shown.name
-    from vitkit.registry import create_model, list_models
-
+        return load_pretrained(
+            path, adapters=adapters
+        ), f"{shown.parent.name}/{shown.name}" if path.is_file() else shown.name
     if str(checkpoint) in list_models():
         return create_model(str(checkpoint)), f"{checkpoint} (random weights)"
     raise FileNotFoundError(
@@ -48,9 +50,15 @@ def load_model(checkpoint: str | Path | nn.Module) -> tuple[nn.Module, str]:
 
 
 def readout_maps(
-    model: nn.Module, inputs: torch.Tensor, stop: int, head_fusion: str = "mean", batch_size: int = 32
+    model: nn.Module,
+    inputs: torch.Tensor,
+    stop: int,
+    head_fusion: str = "mean",
+    batch_size: int = 32,
+    query: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rollout through layers 1..``stop`` (B, gh, gw) and each head's readout attention (L, B, heads, gh, gw).
+    """Rollout through layers 1..``stop`` (B, gh, gw) and each head's readout attention (L, B, heads, gh, gw);
+    with ``query`` (a token index) those of that token instead of the readout.
 
     Computed batch by batch, so only patch-sized maps are kept, never the (T, T) matrices of all images.
     """
@@ -58,18 +66,9 @@ def readout_maps(
     prefix, pool = model.num_prefix_tokens, model.cfg.global_pool
     heat, heads = [], []
     for maps in iter_attention_maps(model, inputs, batch_size):  # (L, b, heads, T, T)
-        heat.append(rollout_map(attention_rollout(maps[:stop], head_fusion), grid, prefix, pool))
-        heads.append(torch.stack([query_attention(layer, grid, prefix, pool) for layer in maps]))
+        heat.append(rollout_map(attention_rollout(maps[:stop], head_fusion), grid, prefix, pool, query))
+        heads.append(torch.stack([query_attention(layer, grid, prefix, pool, query) for layer in maps]))
     return torch.cat(heat), torch.cat(heads, dim=1)
-
-
-def image_labels(paths: list[Path]) -> list[str]:
-    """File names, with their folder when names repeat or are bare numbers (``bird/0003.jpg``, as in
-    class-per-folder data sets, where the folder is what says something)."""
-    names = [p.name for p in paths]
-    if len(set(names)) == len(names) and not any(p.stem.isdigit() for p in paths):
-        return names
-    return [f"{p.parent.name}/{p.name}" for p in paths]
 
 
 def _rollout_pages(pixels, heat, paths: list[Path], out_dir: Path, title: str, dpi: int) -> list[Path]:
@@ -123,39 +122,47 @@ def visualize(
     dpi: int = 100,
     mask_ratio: float | None = None,
     point: tuple[int, int] | None = None,
+    adapters: str | Path | None = None,
 ) -> list[Path]:
-    """Draw the requested ``kinds`` (see :data:`KINDS`, or ``'all'``) for a model and write PNGs to ``out_dir``.
+    """Draw the requested ``kinds`` (see :data:`KINDS`, or ``'all'``: all that apply to the model) for a model and
+    write PNGs to ``out_dir``; what applies is the model's family's to say, and a kind that does not is refused in
+    one line saying why.
 
     ``images`` are files or folders; they are resized and centre-cropped to ``img_size`` (default: the model's),
     which may be any multiple of the patch size. ``layer`` (1-based, -1 = last) picks the layer whose heads
-    are drawn (default: all layers) and where rollout stops (default: the last layer). Returns the files written.
+    are drawn (default: all layers) and where rollout stops (default: the last layer). ``point`` (y, x) in input
+    pixels draws each head's attention of the patch under that pixel instead of the class token's. ``adapters``
+    puts saved adapters onto the checkpoint first. Returns the files written.
     """
     everything = kinds == "all"
     kinds = list(KINDS) if everything else [kinds] if isinstance(kinds, str) else list(kinds)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ValueError(f"unknown kind(s) {unknown}; choose from {list(KINDS)} or 'all'")
-    model, name = load_model(checkpoint)
-    if getattr(model.cfg, "family", "vit") == "mae" or "reconstruction" in kinds and not everything:
-        from vitkit.viz.reconstruction import draw_reconstructions  # MAE: the paper's Fig. 2 (He et al. 2022)
+    model, name = load_model(checkpoint, adapters)
+    family = family_of(model)
+    applicable = family.views(model.cfg)
+    if everything:
+        kinds = list(applicable)
+    for kind in kinds:
+        if kind not in applicable:
+            why = family.refusals.get(kind) or family.refusals.get("*", "").format(kind=kind)
+            raise ValueError(why or f"--kind {kind} does not apply to a {family.name!r} model; it draws {applicable}")
+    if not kinds or family.viewer not in VIEWERS:
+        raise ValueError(f"no visualisation applies to a {family.name!r} model")
+    options = dict(layer=layer, img_size=img_size, head_fusion=head_fusion, max_images=max_images,
+                   batch_size=batch_size, device=device, dpi=dpi, mask_ratio=mask_ratio, point=point)  # fmt: skip
+    return VIEWERS[family.viewer](model, name, kinds, images, Path(out_dir), **options)
 
-        others = [k for k in kinds if k != "reconstruction"] if not everything else []
-        if others:
-            raise ValueError(
-                f"an MAE checkpoint draws only --kind reconstruction, not {others}; for the encoder's attention, "
-                "export it first: vitkit convert CKPT encoder.safetensors --num-classes 0"
-            )
-        return draw_reconstructions(model, name, images, out_dir, mask_ratio=mask_ratio, max_images=max_images,
-                                    batch_size=batch_size, device=device, dpi=dpi)  # fmt: skip
-    kinds = [k for k in kinds if k != "reconstruction"]  # 'all' on a ViT
-    if getattr(model.cfg, "family", "vit") == "swin":  # windowed attention: what applies to it (viz/swin.py)
-        from vitkit.viz.swin import draw_swin
 
-        options = dict(layer=layer, point=point, img_size=img_size, max_images=max_images, batch_size=batch_size)
-        return draw_swin(model, name, kinds, images, out_dir, everything=everything, device=device, dpi=dpi, **options)
-    if everything:  # 'all' means all that apply: no table to compare, or no pixel filters on a hybrid's CNN stem
-        kinds = [k for k in kinds if not (k == "posembed" and model.cfg.pos_embed == "none")]
-        kinds = [k for k in kinds if not (k == "filters" and model.cfg.backbone_layers is not None)]
+def draw_tokens(
+    model: nn.Module, name: str, kinds: list[str], images: Sequence[str | Path], out_dir: Path, *,
+    layer: int | None = None, img_size: int | Sequence[int] | None = None, head_fusion: str = "mean",
+    max_images: int | None = 128, batch_size: int = 32, device: str = "cpu", dpi: int = 100,
+    point: tuple[int, int] | None = None, **unused: object,
+) -> list[Path]:  # fmt: skip
+    """The paper's pictures of a ViT (global attention over a token sequence): rollout, per-head attention of the
+    readout (or of the patch under ``point``), mean attention distance, position-embedding similarity, filters."""
     paths = find_images(images, max_images)
     wanting = [k for k in kinds if k in NEEDS_IMAGES]
     if wanting and not paths:
@@ -164,7 +171,6 @@ def visualize(
     size = image_size_pair(img_size, cfg.img_size)
     model = prepare_model(model.to(device), size)
     index = resolve_layer(layer, cfg.depth)
-    out_dir = Path(out_dir)
     written: list[Path] = []
 
     raw = load_images(paths, cfg, size) if wanting else None  # (B, 3, H, W) uint8
@@ -172,8 +178,11 @@ def visualize(
     pixels = to_display(raw) if wanting else None  # (B, H, W, 3) uint8
     if "rollout" in kinds or "heads" in kinds:
         stop = cfg.depth if index is None else index + 1
-        heat, heads = readout_maps(model, inputs, stop, head_fusion, batch_size)
+        query = None if point is None else point_token(point, size, cfg.patch_stride, model.num_prefix_tokens)
+        heat, heads = readout_maps(model, inputs, stop, head_fusion, batch_size, query)
         readout = "class token" if cfg.global_pool == "token" else "mean of patch tokens"
+        if query is not None:
+            readout = f"patch at (y={point[0]}, x={point[1]}) px"
     if "rollout" in kinds:
         title = f"{name}: attention rollout to the {readout}, layers 1-{stop}"
         written += _rollout_pages(pixels, heat, paths, out_dir, title, dpi)
@@ -198,3 +207,7 @@ def visualize(
         title = f"{name}: RGB embedding filters (first {len(comps)} principal components)"
         written.append(plot_filters(comps, out_dir / "filters.png", ratio, title=title, dpi=dpi))
     return written
+
+
+# A family's viewer (Family.viewer) -> the function that draws its kinds.
+VIEWERS = {"tokens": draw_tokens, "windows": draw_swin, "reconstruction": draw_reconstructions}

@@ -62,3 +62,12 @@ def to_input(pixels: torch.Tensor, cfg: ViTConfig) -> torch.Tensor:
 def to_display(pixels: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) uint8 tensor -> (B, H, W, 3) uint8 array for matplotlib."""
     return pixels.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def image_labels(paths: list[Path]) -> list[str]:
+    """File names, with their folder when names repeat or are bare numbers (``bird/0003.jpg``, as in
+    class-per-folder data sets, where the folder is what says something)."""
+    names = [p.name for p in paths]
+    if len(set(names)) == len(names) and not any(p.stem.isdigit() for p in paths):
+        return names
+    return [f"{p.parent.name}/{p.name}" for p in paths]

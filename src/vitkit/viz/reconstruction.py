@@ -15,7 +15,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from vitkit.viz.images import find_images, load_images, to_display, to_input
+from vitkit.config.mae import check_mask_ratio
+from vitkit.viz.images import find_images, image_labels, load_images, to_display, to_input
 from vitkit.viz.plot import _bare, _title, grid_figsize, save_figure
 
 COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
@@ -73,6 +74,7 @@ def plot_reconstructions(
 def draw_reconstructions(
     model: nn.Module,
     name: str,
+    kinds: Sequence[str],
     images: Sequence[str | Path],
     out_dir: str | Path,
     *,
@@ -82,22 +84,15 @@ def draw_reconstructions(
     batch_size: int = 32,
     device: str = "cpu",
     dpi: int = 100,
+    **unused: object,
 ) -> list[Path]:
-    """``reconstruction.png`` in ``out_dir`` for an MAE model and some image files or folders."""
-    from vitkit.config.mae import MAEConfig, check_mask_ratio
-
-    cfg = getattr(model, "cfg", None)
-    if not isinstance(cfg, MAEConfig):
-        raise ValueError(
-            f"--kind reconstruction needs an MAE checkpoint (encoder and decoder); {name} is a "
-            f"{getattr(cfg, 'family', type(model).__name__)!r} model. Pass an MAE run's model.safetensors"
-        )
+    """``reconstruction.png`` in ``out_dir`` for a masked autoencoder (a model with ``reconstruct``, whose
+    family's viewer this is) and some image files or folders."""
+    cfg = model.cfg
     ratio = cfg.mask_ratio if mask_ratio is None else check_mask_ratio(mask_ratio)
     paths = find_images(images, min(max_images or MAX_ROWS, MAX_ROWS))
     if not paths:
         raise ValueError("--kind reconstruction needs at least one image; pass image files or folders after it")
-    from vitkit.viz.draw import image_labels
-
     model = model.to(device).eval()
     inputs = to_input(load_images(paths, cfg, cfg.img_size), cfg).to(device)
     panels = reconstruction_panels(model, inputs, ratio, seed, batch_size)

@@ -38,14 +38,21 @@ def attention_rollout(
 
 
 def rollout_map(
-    rollout: torch.Tensor, grid: tuple[int, int], num_prefix_tokens: int, global_pool: str = "token"
+    rollout: torch.Tensor,
+    grid: tuple[int, int],
+    num_prefix_tokens: int,
+    global_pool: str = "token",
+    query: int | None = None,
 ) -> torch.Tensor:
     """(B, T, T) rollout -> (B, gh, gw): how much each patch feeds the representation the classifier reads.
 
     Token models read the class token (row 0); global-average-pooled models read the mean of the patch tokens,
-    so their map is the mean over the patch rows. Prefix-token columns are dropped.
+    so their map is the mean over the patch rows. ``query`` (a token index) reads that token's row instead: where
+    one patch looks. Prefix-token columns are dropped.
     """
-    if global_pool == "token":
+    if query is not None:
+        rows = rollout[:, query]  # (B, T)
+    elif global_pool == "token":
         if num_prefix_tokens < 1:
             raise ValueError("global_pool='token' needs a class token; pass global_pool='avg' for pooled models")
         rows = rollout[:, 0]  # (B, T)
@@ -60,12 +67,26 @@ def rollout_map(
 
 
 def query_attention(
-    attention: torch.Tensor, grid: tuple[int, int], num_prefix_tokens: int, global_pool: str = "token"
+    attention: torch.Tensor,
+    grid: tuple[int, int],
+    num_prefix_tokens: int,
+    global_pool: str = "token",
+    query: int | None = None,
 ) -> torch.Tensor:
     """One layer's (B, heads, T, T) attention -> (B, heads, gh, gw): where each head's readout query looks.
 
-    The query is the class token, or for pooled models without one the mean over patch queries.
+    The query is the class token, or for pooled models without one the mean over patch queries, or the token
+    ``query`` (see :func:`point_token`).
     """
     rollout_like = attention.flatten(0, 1)  # (B*heads, T, T)
-    maps = rollout_map(rollout_like, grid, num_prefix_tokens, global_pool)  # (B*heads, gh, gw)
+    maps = rollout_map(rollout_like, grid, num_prefix_tokens, global_pool, query)  # (B*heads, gh, gw)
     return maps.reshape(attention.shape[0], attention.shape[1], *grid)
+
+
+def point_token(point: tuple[int, int], size: tuple[int, int], stride: tuple[int, int], num_prefix_tokens: int) -> int:
+    """The index of the patch token under pixel ``point`` (y, x) of a ``size`` input with ``stride`` pixels per
+    token; a point outside the image is a one-line error."""
+    (y, x), (h, w) = point, size
+    if not (0 <= y < h and 0 <= x < w):
+        raise ValueError(f"point {point} lies outside the {h}x{w} input; give (y, x) pixels inside it")
+    return num_prefix_tokens + (y // stride[0]) * (w // stride[1]) + x // stride[1]

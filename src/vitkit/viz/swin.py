@@ -18,16 +18,12 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 from torch import nn
 
+from vitkit.config.swin import stage_grids
 from vitkit.utils.progress import Progress
-from vitkit.viz.plot import HEAT_CMAP, grid_figsize, save_figure
-
-REFUSED = {
-    "rollout": "attention rollout follows the class token through global attention; Swin has no class token and "
-    "attends inside local windows: draw --kind heads (window attention around --point) or --kind distance",
-    "posembed": "Swin has no absolute position embeddings (each block has a relative position bias instead): draw "
-    "--kind heads, distance or filters",
-}
-KINDS = ("heads", "distance", "filters")
+from vitkit.viz.capture import image_size_pair, prepare_model
+from vitkit.viz.embeddings import filter_components
+from vitkit.viz.images import find_images, image_labels, load_images, to_display, to_input
+from vitkit.viz.plot import HEAT_CMAP, grid_figsize, plot_filters, save_figure
 
 
 def window_attention_at(model: nn.Module, images: torch.Tensor, point: tuple[int, int]) -> list[torch.Tensor]:
@@ -145,8 +141,6 @@ def plot_swin_distance(
 
 def block_labels(model: nn.Module, size: tuple[int, int]) -> tuple[list[str], list[int]]:
     """Row labels ('block 3 / stage 2, W' or 'SW' at input ``size``) and the stage of each block."""
-    from vitkit.config.swin import stage_grids
-
     cfg = model.cfg
     grids = stage_grids((size[0] // cfg.patch_size[0], size[1] // cfg.patch_size[1]), cfg.num_stages)
     labels, stages = [], []
@@ -160,21 +154,12 @@ def block_labels(model: nn.Module, size: tuple[int, int]) -> tuple[list[str], li
 
 def draw_swin(
     model: nn.Module, name: str, kinds: list[str], images: Sequence[str | Path], out_dir: str | Path, *,
-    everything: bool = False, layer: int | None = None, point: tuple[int, int] | None = None,
-    img_size: int | Sequence[int] | None = None, max_images: int | None = 128, batch_size: int = 32,
-    device: str = "cpu", dpi: int = 100,
+    layer: int | None = None, point: tuple[int, int] | None = None, img_size: int | Sequence[int] | None = None,
+    max_images: int | None = 128, batch_size: int = 32, device: str = "cpu", dpi: int = 100, **unused: object,
 ) -> list[Path]:  # fmt: skip
-    """The Swin pictures for ``kinds`` (see :data:`KINDS`; ``everything``: all of them); ``layer`` (1-based over
+    """The pictures of windowed attention for ``kinds`` ('heads', 'distance', 'filters'); ``layer`` (1-based over
     all blocks, -1 = last) keeps one block's row, ``point`` (y, x) in input pixels picks the query (default: the
     image centre). What ``vitkit visualize`` runs for a Swin checkpoint."""
-    from vitkit.viz.capture import image_size_pair, prepare_model
-    from vitkit.viz.draw import image_labels
-    from vitkit.viz.images import find_images, load_images, to_display, to_input
-
-    kinds = list(KINDS) if everything else kinds
-    for kind in kinds:
-        if kind in REFUSED:
-            raise ValueError(REFUSED[kind])
     paths = find_images(images, max_images)
     if any(k in ("heads", "distance") for k in kinds) and not paths:
         raise ValueError("kinds 'heads' and 'distance' need at least one image; pass image files or folders")
@@ -210,9 +195,6 @@ def draw_swin(
         title = f"{name}: mean attention distance, {len(inputs)} images of {size[0]}x{size[1]} px"
         written.append(plot_swin_distance(dist, uniform, stages, out_dir / "distance.png", title=title, dpi=dpi))
     if "filters" in kinds:
-        from vitkit.viz.embeddings import filter_components
-        from vitkit.viz.plot import plot_filters
-
         comps, ratio = filter_components(model)
         title = f"{name}: RGB patch-embedding filters (first {len(comps)} principal components)"
         written.append(plot_filters(comps, out_dir / "filters.png", ratio, title=title, dpi=dpi))

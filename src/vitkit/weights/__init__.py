@@ -1,37 +1,36 @@
-"""Checkpoints: read the ecosystem's ViT weights exactly (vitkit, timm, Hugging Face, original JAX), save vitkit's
-own format, convert between formats, and export for deployment."""
+"""Checkpoints: read the ecosystem's weights exactly (vitkit, timm, Hugging Face, original JAX, ...), save vitkit's
+own format, convert between formats, and export for deployment.
 
-from vitkit.weights.adapt import adapt_state_dict
-from vitkit.weights.convert import convert_checkpoint, save_hf, save_timm
-from vitkit.weights.detect import Checkpoint, detect_format, read_checkpoint
-from vitkit.weights.errors import CheckpointError, StateDictMismatchError, UnsafeCheckpointError
-from vitkit.weights.export import ExportResult, export_model
-from vitkit.weights.load import (
-    LoadReport,
-    convert_to_vitkit,
-    load_pretrained,
-    load_state_dict,
-    log_progress,
-    save_pretrained,
-)
+The names below load on first use, so that importing one converter module (which the family descriptors do) does
+not pull in the whole loading chain.
+"""
 
-__all__ = [
-    "Checkpoint",
-    "CheckpointError",
-    "ExportResult",
-    "LoadReport",
-    "StateDictMismatchError",
-    "UnsafeCheckpointError",
-    "adapt_state_dict",
-    "convert_checkpoint",
-    "convert_to_vitkit",
-    "detect_format",
-    "export_model",
-    "load_pretrained",
-    "load_state_dict",
-    "log_progress",
-    "read_checkpoint",
-    "save_hf",
-    "save_pretrained",
-    "save_timm",
-]
+from __future__ import annotations
+
+from vitkit.utils.lazy import lazy_attributes
+
+_LAZY = {
+    "Checkpoint": "vitkit.weights.checkpoint",
+    "CheckpointError": "vitkit.weights.errors",
+    "StateDictMismatchError": "vitkit.weights.errors",
+    "UnsafeCheckpointError": "vitkit.weights.errors",
+    "adapt_state_dict": "vitkit.families",
+    "convert_checkpoint": "vitkit.weights.convert",
+    "save_hf": "vitkit.weights.convert",
+    "save_timm": "vitkit.weights.convert",
+    "detect_format": "vitkit.weights.detect",
+    "read_checkpoint": "vitkit.weights.detect",
+    "ExportResult": "vitkit.weights.export",
+    "export_model": "vitkit.weights.export",
+    "LoadReport": "vitkit.weights.load",
+    "convert_to_vitkit": "vitkit.weights.load",
+    "load_pretrained": "vitkit.weights.load",
+    "load_state_dict": "vitkit.weights.load",
+    "log_progress": "vitkit.weights.load",
+    "save_pretrained": "vitkit.weights.load",
+}
+
+__all__ = sorted(_LAZY)
+
+
+__getattr__ = lazy_attributes("vitkit.weights", _LAZY)

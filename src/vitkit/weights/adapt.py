@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 
 import torch
 
@@ -61,25 +60,6 @@ def head_changed(src: ModelConfig, dst: ModelConfig) -> bool:
     ) != getattr(dst, "representation_size", None)
 
 
-StateAdapter = Callable[[dict[str, torch.Tensor], ModelConfig, ModelConfig], dict[str, torch.Tensor]]
-# family -> its shape adaptation; a family module adds its own (e.g. Swin's bias-table resampling).
-FAMILY_ADAPTERS: dict[str, StateAdapter] = {}
-
-
-def adapt_state_dict(state: dict[str, torch.Tensor], src: ModelConfig, dst: ModelConfig) -> dict[str, torch.Tensor]:
-    """Reshape ``state`` (written for ``src``) for a model built from ``dst``: grids, tables and head only."""
-    if src.family != dst.family:
-        raise CheckpointError(
-            f"a {src.family!r} checkpoint cannot load into a {dst.family!r} model; pick a {src.family} model name "
-            "or a checkpoint of the right family"
-        )
-    try:
-        adapter = FAMILY_ADAPTERS[src.family]
-    except KeyError:
-        raise CheckpointError(f"no shape adaptation is registered for the {src.family!r} family") from None
-    return adapter(state, src, dst)
-
-
 def drop_head(state: dict[str, torch.Tensor], src: ModelConfig, dst: ModelConfig) -> None:
     """Remove the classifier's tensors when the class count changes (a zero-initialised head replaces it)."""
     if not head_changed(src, dst):
@@ -95,7 +75,8 @@ def drop_head(state: dict[str, torch.Tensor], src: ModelConfig, dst: ModelConfig
         log.info("dropped the checkpoint's %d-class head; the model returns features", n_src)
 
 
-def _adapt_vit(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTConfig) -> dict[str, torch.Tensor]:
+def adapt_vit(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTConfig) -> dict[str, torch.Tensor]:
+    """The ViT family's shape adaptation: position tables to a new grid, pre-logits and head for a new task."""
     state = dict(state)
     if src.grid_size != dst.grid_size:
         _resample_positions(state, src, dst)
@@ -123,6 +104,3 @@ def _resample_positions(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViT
     else:
         return
     log.info("resampled position embeddings from a %dx%d to a %dx%d patch grid", *src.grid_size, *dst.grid_size)
-
-
-FAMILY_ADAPTERS["vit"] = _adapt_vit  # type: ignore[assignment]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vitkit.config.resnet import ResNetV2Config
-from vitkit.weights.adapt import FAMILY_ADAPTERS, drop_head
+from vitkit.weights.adapt import drop_head
 from vitkit.weights.errors import CheckpointError
 from vitkit.weights.rules import Rule, apply_rules, rule, unsupported
 
@@ -120,8 +120,6 @@ def convert_timm_resnetv2(
     batchnorm = sorted(k for k in state if k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     if batchnorm:
         raise unsupported(batchnorm, source, UNSUPPORTED)
-    if base is not None and not isinstance(base, ResNetV2Config):
-        raise CheckpointError(f"{source}: a ResNetV2 state dict, but the named model is a {base.family!r} model")
     stem = state["stem.conv.weight"]  # (width, C, k, k)
     stages = _count(state, r"stages\.(\d+)\.")
     layers = tuple(len(_count(state, rf"stages\.{s}\.blocks\.(\d+)\.")) for s in stages)
@@ -142,13 +140,8 @@ def convert_timm_resnetv2(
 
 
 # ------------------------------------------------------------------------------------------ adaptation
-def _adapt_resnetv2(
-    state: dict[str, torch.Tensor], src: ResNetV2Config, dst: ResNetV2Config
-) -> dict[str, torch.Tensor]:
+def adapt_resnetv2(state: dict[str, torch.Tensor], src: ResNetV2Config, dst: ResNetV2Config) -> dict[str, torch.Tensor]:
     """A CNN takes any image size as it is; only a new class count changes shapes (the head is dropped)."""
     state = dict(state)
     drop_head(state, src, dst)
     return state
-
-
-FAMILY_ADAPTERS["resnetv2"] = _adapt_resnetv2  # type: ignore[assignment]

@@ -12,11 +12,10 @@ from typing import Any
 
 from torch import nn
 
+from vitkit.families import Write, family_of
 from vitkit.weights import io
-from vitkit.weights.hf import to_hf
+from vitkit.weights.errors import CheckpointError
 from vitkit.weights.load import load_pretrained, save_pretrained
-from vitkit.weights.swin import to_hf_swin
-from vitkit.weights.timm import to_timm
 
 log = logging.getLogger("vitkit.weights")
 TARGETS = ("vitkit", "hf", "timm")
@@ -24,8 +23,7 @@ TARGETS = ("vitkit", "hf", "timm")
 
 def save_hf(model: nn.Module, folder: str | Path) -> Path:
     """A transformers ``save_pretrained`` folder: config.json, model.safetensors, preprocessor_config.json."""
-    writer = to_hf_swin if model.cfg.family == "swin" else to_hf
-    state, config, preprocessor = writer(model.state_dict(), model.cfg)
+    state, config, preprocessor = _writer(model, "hf")(model.state_dict(), model.cfg)
     folder = Path(folder)
     if folder.is_file():
         raise ValueError(f"{folder} is a file; the Hugging Face layout is a folder")
@@ -39,12 +37,23 @@ def save_hf(model: nn.Module, folder: str | Path) -> Path:
 
 def save_timm(model: nn.Module, path: str | Path) -> Path:
     """A plain timm state dict: ``.pth``/``.bin`` via torch.save, anything else as safetensors."""
-    state = model.state_dict()  # a Swin's names already are timm's current ones
-    state = io.plain_tensors(state if model.cfg.family == "swin" else to_timm(state, model.cfg))
+    state = io.plain_tensors(_writer(model, "timm")(model.state_dict(), model.cfg))
     path = Path(path)
     if path.suffix in (".pth", ".pt", ".bin"):
         return io.write_torch(state, path)
     return io.write_safetensors(state, path, {"format": "pt"})
+
+
+def _writer(model: nn.Module, target: str) -> Write:
+    family = family_of(model)
+    writer = family.writers.get(target)
+    if writer is None:
+        formats = ", ".join(sorted(family.writers)) or "none"
+        raise CheckpointError(
+            f"the {family.name!r} family has no {target} format (it writes: {formats}); save it with "
+            "save_pretrained (vitkit's format) instead"
+        )
+    return writer
 
 
 def convert_checkpoint(

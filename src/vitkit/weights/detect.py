@@ -1,31 +1,28 @@
 """Find out what a checkpoint is from its contents (magic bytes, metadata, key names), not from its name.
 
-Formats: ``vitkit`` (safetensors whose metadata holds the config), ``vitkit_train`` (a vitkit training
-checkpoint), ``timm`` (a state dict with timm's key names, as a file or a hub folder), ``hf`` (a transformers
-``save_pretrained`` folder) and ``jax`` (a vit_jax / big_vision ``.npz``).
+Reading finds the container: ``vitkit`` (safetensors whose metadata holds the config), ``vitkit_train`` (a vitkit
+training checkpoint), ``state_dict`` (a bare tensor dict in a .safetensors/.pth/.bin file), ``npz``, ``hf`` (a
+transformers ``save_pretrained`` folder) and ``state_dict`` with a timm hub config beside it. Which family's format
+a foreign container holds (``timm``, ``jax``, ``swin_original``, ``hf_mae``, ...) is then asked of the family
+descriptors' readers (:func:`identify`), so nothing here knows a family.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vitkit.families import Family, Reader, readers_for
 from vitkit.weights import io
-from vitkit.weights.bit import is_bit_npz, is_resnetv2_state
+from vitkit.weights.checkpoint import Checkpoint
 from vitkit.weights.errors import CheckpointError
-from vitkit.weights.hf import MODEL_TYPES
-from vitkit.weights.jax import find_prefix
-from vitkit.weights.mae import HF_MODEL_TYPE as HF_MAE_TYPE
-from vitkit.weights.mae import is_mae_layout
-from vitkit.weights.swin import HF_MODEL_TYPE as HF_SWIN_TYPE
-from vitkit.weights.swin import is_swin_layout, swin_format
-from vitkit.weights.timm import is_timm_layout, unwrap_state_dict
+from vitkit.weights.timm import unwrap_state_dict
 
 CONFIG_KEY = "vitkit.config"  # safetensors metadata entry holding the config's to_dict() as JSON
 FAMILY_KEY = "vitkit.family"  # ... and the config's family ("vit" when absent: files from before families)
 TRAIN_FORMAT = "vitkit.train_state"  # see vitkit.train.state
+OWN = ("vitkit", "vitkit_train")  # containers that carry their config: no family reader needed
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 EXPECTED = (
@@ -34,27 +31,61 @@ EXPECTED = (
 )
 
 
-@dataclass
-class Checkpoint:
-    """What was read: the format, the weights file, its arrays as stored, and format-specific metadata."""
-
-    format: str
-    path: Path
-    tensors: dict[str, Any]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
 def detect_format(source: str | Path) -> str:
-    """The format name of ``source`` (see the module docstring); raises a clear error for anything else."""
-    return read_checkpoint(source).format
+    """The format name of ``source`` (``vitkit``, ``timm``, ``jax``, ``hf``, ...); a clear error for anything else."""
+    ckpt = read_checkpoint(source)
+    return ckpt.format if ckpt.container in OWN else identify(ckpt)[1].format
 
 
 def read_checkpoint(source: str | Path) -> Checkpoint:
-    """Read ``source`` (file or folder) safely and tell its format from its contents."""
+    """Read ``source`` (file or folder) safely and tell its container from its contents."""
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found; expected {EXPECTED}")
     return _read_dir(path) if path.is_dir() else _read_file(path)
+
+
+def identify(ckpt: Checkpoint, prefer: Family | None = None) -> tuple[Family, Reader]:
+    """The family and reader of a foreign checkpoint: among the readers of its container that claim it, the
+    ``prefer``red family's (a named model's), else the highest priority. Sets ``ckpt.format``.
+
+    When the preferred family has a reader for the container but another family claims the file, the error says
+    so; when nothing claims it, the preferred family's reader tries (and says what it misses).
+    """
+    candidates = readers_for(ckpt.container)
+    if ckpt.container == "mmcv":  # an mmcv checkpoint of another kind of model: its state dict as any other
+        candidates += readers_for("state_dict")
+    claiming = [(f, r) for f, r in candidates if r.claims(ckpt)]
+    if prefer is not None:
+        own = [(f, r) for f, r in claiming if f.name == prefer.name]
+        if own:
+            chosen = own[0]
+        elif claiming:
+            other = claiming[0][0].name
+            raise CheckpointError(
+                f"{ckpt.path} holds {claiming[0][1].describes or other + ' weights'} (the {other!r} family), but the "
+                f"named model is a {prefer.name!r} model; name a {other} model (see `vitkit models`) or leave model out"
+            )
+        else:
+            mine = [(f, r) for f, r in candidates if f.name == prefer.name]
+            if not mine:
+                raise CheckpointError(f"{ckpt.path}: the {prefer.name!r} family reads no {ckpt.container} files")
+            chosen = mine[0]
+    elif claiming:
+        chosen = claiming[0]
+    else:
+        raise _unclaimed(ckpt, candidates)
+    ckpt.format = chosen[1].format
+    return chosen
+
+
+def _unclaimed(ckpt: Checkpoint, candidates: list[tuple[Family, Reader]]) -> CheckpointError:
+    expected = "; ".join(sorted({r.describes for _, r in candidates if r.describes})) or EXPECTED
+    if ckpt.container == "hf":
+        found = f"model_type {ckpt.meta['config'].get('model_type')!r}"
+    else:
+        found = f"tensors with unknown names (e.g. {sorted(ckpt.tensors)[:5]})"
+    return CheckpointError(f"{ckpt.path}: {found}; expected {expected}")
 
 
 def _read_dir(path: Path) -> Checkpoint:
@@ -75,17 +106,14 @@ def _read_dir(path: Path) -> Checkpoint:
     tensors: dict[str, Any] = {}
     for file in weights:
         tensors.update(_read_tensors(file))
-    if config.get("model_type") in (*MODEL_TYPES, HF_MAE_TYPE, HF_SWIN_TYPE):
+    if "architecture" in config:  # timm's push_to_hf_hub / save_for_hf layout: a state dict and its hub config
+        return Checkpoint("state_dict", weights[0], tensors, {"hub_config": config})
+    if "model_type" in config:  # a transformers folder; its model_type says which family reads it
         prep_path = path / "preprocessor_config.json"
         prep = io.read_json(prep_path) if prep_path.exists() else None
-        kind = "hf_mae" if config["model_type"] == HF_MAE_TYPE else "hf"  # ViTMAEForPreTraining: weights/mae.py
-        kind = "hf_swin" if config["model_type"] == HF_SWIN_TYPE else kind  # transformers' Swin: weights/swin.py
-        return Checkpoint(kind, weights[0], tensors, {"config": config, "preprocessor": prep})
-    if "architecture" in config:  # timm's push_to_hf_hub / save_for_hf layout
-        return Checkpoint("timm", weights[0], tensors, {"hub_config": config})
+        return Checkpoint("hf", weights[0], tensors, {"config": config, "preprocessor": prep})
     raise CheckpointError(
-        f"{config_path}: neither a transformers ViT/DeiT config (model_type {config.get('model_type')!r}, expected "
-        f"one of {MODEL_TYPES}) nor a timm hub config (an 'architecture' entry)"
+        f"{config_path}: neither a transformers config (no 'model_type') nor a timm hub config (no 'architecture')"
     )
 
 
@@ -130,17 +158,12 @@ def _read_file(path: Path) -> Checkpoint:
             return Checkpoint("vitkit", path, tensors, {"config": config, "family": metadata.get(FAMILY_KEY, "vit")})
         return _classify(path, tensors)
     if kind == "npz":
-        arrays = io.read_npz(path)
-        if is_bit_npz(arrays):  # an original BiT ResNet (big_transfer)
-            return Checkpoint("bit", path, arrays)
-        if find_prefix(arrays) is None:
-            raise CheckpointError(
-                f"{path}: a .npz without 'embedding/kernel'; expected a vit_jax / big_vision ViT checkpoint "
-                f"(found {sorted(arrays)[:6]})"
-            )
-        return Checkpoint("jax", path, arrays)
+        return Checkpoint("npz", path, io.read_npz(path))
     if kind == "torch":
         obj = io.read_torch(path)
+        if isinstance(obj, dict) and isinstance(obj.get("meta"), dict) and isinstance(obj.get("state_dict"), dict):
+            # mmcv's checkpoint layout (mmseg releases): the meta holds the config text, classes and palette
+            return Checkpoint("mmcv", path, unwrap_state_dict(obj["state_dict"], str(path)), dict(obj["meta"]))
         if isinstance(obj, dict) and obj.get("format") == TRAIN_FORMAT:
             ema = obj.get("ema") or {}
             weights = ema.get("module") if isinstance(ema, dict) and ema.get("module") else obj["model"]
@@ -151,18 +174,9 @@ def _read_file(path: Path) -> Checkpoint:
 
 
 def _classify(path: Path, tensors: dict[str, Any]) -> Checkpoint:
-    if is_mae_layout(tensors):  # facebookresearch/mae pre-training weights (encoder + decoder)
-        return Checkpoint("mae", path, tensors)
-    if is_timm_layout(tensors) or is_resnetv2_state(tensors):
-        return Checkpoint("timm", path, tensors)
-    if is_swin_layout(tensors):  # timm's Swin, or the original release's layout (weights/swin.py)
-        return Checkpoint(swin_format(tensors), path, tensors)
     if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in tensors):
         raise CheckpointError(
-            f"{path}: Hugging Face ViT weights without their config; pass the folder that holds this file and "
+            f"{path}: Hugging Face weights without their config; pass the folder that holds this file and "
             "its config.json"
         )
-    raise CheckpointError(
-        f"{path}: tensors with unknown names (e.g. {sorted(tensors)[:5]}); expected timm's ViT layout "
-        "('patch_embed.proj.weight', 'blocks.0.…'), vitkit's own file, or a transformers folder"
-    )
+    return Checkpoint("state_dict", path, tensors)

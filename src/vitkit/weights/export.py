@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,11 +88,17 @@ def _export_program(model: nn.Module, path: Path) -> None:
 
 
 def export_model(
-    model: nn.Module | str | Path, out: str | Path, format: str = "onnx", opset: int = 18, atol: float = 1e-4
+    model: nn.Module | str | Path,
+    out: str | Path,
+    format: str = "onnx",
+    opset: int = 18,
+    atol: float = 1e-4,
+    output_shape: Callable[[int], tuple[int, ...] | None] | None = None,
 ) -> ExportResult:
     """Export ``model`` (a vitkit model or any checkpoint ``load_pretrained`` reads) to ``out`` and verify it.
 
-    The check runs the exported file at batch sizes 1 and 3 and requires ``max |diff| <= atol * max(1, max |y|)``.
+    The check runs the exported file at batch sizes 1 and 3 and requires ``max |diff| <= atol * max(1, max |y|)``;
+    ``output_shape(batch)`` (what the model's task answers: ``(B, K)`` logits, ``(B, K, H, W)`` maps) must match.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {FORMATS}")
@@ -120,6 +127,9 @@ def export_model(
             x = _example(model, batch)
             expected = model(x).numpy()
             got = run(x)
+            want = output_shape(batch) if output_shape is not None else None
+            if want is not None and tuple(expected.shape) != tuple(want):
+                raise CheckpointError(f"the model returns {expected.shape} for batch {batch}; its task answers {want}")
             if got.shape != expected.shape:
                 raise CheckpointError(
                     f"{out}: exported model returned {got.shape} for batch {batch}, expected {expected.shape}"

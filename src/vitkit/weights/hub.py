@@ -10,8 +10,10 @@ returned is an ordinary checkpoint folder that ``read_checkpoint`` recognises fr
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
+from typing import Any
 
 from vitkit.weights.errors import CheckpointError
 
@@ -82,23 +84,33 @@ def timm_repo(name: str) -> str:
     return f"{TIMM_ORG}{name}.{DEFAULT_TAGS[name]}"
 
 
+def hub_library() -> Any:
+    """``huggingface_hub``, or a one-line ModuleNotFoundError naming the extra that installs it."""
+    try:
+        return importlib.import_module("huggingface_hub")
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "hub names (hf-hub:..., timm/...) need huggingface_hub, which is not installed: pip install 'vitkit[hub]'",
+            name="huggingface_hub",
+        ) from None
+
+
 def cache_dir() -> Path:
     """The hub cache in use: ``$HF_HUB_CACHE`` read now (tests and users may set it after import), else the
     library's default."""
-    from huggingface_hub import constants
-
-    return Path(os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE)
+    return Path(os.environ.get("HF_HUB_CACHE") or hub_library().constants.HF_HUB_CACHE)
 
 
 def offline() -> bool:
-    from huggingface_hub import constants
-
     flag = os.environ.get("HF_HUB_OFFLINE")
-    return flag.strip().upper() in ("1", "ON", "YES", "TRUE") if flag is not None else bool(constants.HF_HUB_OFFLINE)
+    if flag is not None:
+        return flag.strip().upper() in ("1", "ON", "YES", "TRUE")
+    return bool(hub_library().constants.HF_HUB_OFFLINE)
 
 
 def cache_path(repo: str, filename: str, revision: str | None = None) -> Path:
     """Where ``filename`` of ``repo`` lies (or would lie) in the cache: ``models--ORG--NAME/snapshots/COMMIT/``."""
+    hub_library()
     from huggingface_hub.file_download import repo_folder_name
 
     folder = cache_dir() / repo_folder_name(repo_id=repo, repo_type="model")
@@ -114,7 +126,7 @@ class _Missing(Exception):
 def _fetch(repo: str, filename: str, revision: str | None) -> Path:
     """One file through the cache; _Missing when the repository has no such file, CheckpointError when it
     could not be had (offline and not cached, no network, no such repository)."""
-    from huggingface_hub import hf_hub_download
+    hub = hub_library()
     from huggingface_hub.errors import (
         EntryNotFoundError,
         HfHubHTTPError,
@@ -124,7 +136,7 @@ def _fetch(repo: str, filename: str, revision: str | None) -> Path:
     )
 
     try:
-        path = hf_hub_download(
+        path = hub.hf_hub_download(
             repo,
             filename,
             revision=revision,
@@ -180,13 +192,3 @@ def download(name: str) -> Path:
         except (_Missing, CheckpointError):  # optional: defaults apply without it
             pass
     return config.parent
-
-
-def load_hub_model(name: str, **overrides):
-    """``create_model(name, pretrained=True)``: the registry model with timm's weights for it from the hub;
-    ``overrides`` (``num_classes``, ``img_size``, ...) adapt it as in ``load_pretrained``. The hub's config.json
-    names the architecture and carries the weights' preprocessing (mean, std, crop), which win over the registry's.
-    """
-    from vitkit.weights.load import load_pretrained
-
-    return load_pretrained(download(timm_repo(name)), **overrides)

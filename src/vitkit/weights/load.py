@@ -1,10 +1,14 @@
 """``load_pretrained`` and ``save_pretrained``: the chain read -> convert -> adapt -> load, each step pure.
 
-1. :func:`~vitkit.weights.detect.read_checkpoint` reads the file safely and tells its format from its contents;
-2. the format's converter turns arrays into a vitkit state dict and a :class:`ViTConfig` (no model involved);
-3. :func:`~vitkit.weights.adapt.adapt_state_dict` resamples position embeddings / drops the head for the
-   requested ``img_size`` / ``num_classes``;
+1. :func:`~vitkit.weights.detect.read_checkpoint` reads the file safely and tells its container from its contents;
+2. the family whose reader claims it (:func:`~vitkit.weights.detect.identify`) converts the arrays into a vitkit
+   state dict and config (no model involved); a checkpoint wanted as another family becomes one when its family
+   says how (an MAE's encoder as a ViT);
+3. the family's shape adaptation (:func:`vitkit.families.adapt_state_dict`) resamples position or bias tables and
+   drops the head for the requested ``img_size`` / ``num_classes``;
 4. :func:`load_state_dict` loads it, listing every key that does not fit.
+
+Adapters are put onto a loaded base one level up (``vitkit.adapters.loading.load_pretrained``, the facade's).
 """
 
 from __future__ import annotations
@@ -18,18 +22,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from vitkit.config import ModelConfig, ViTConfig, config_from_dict
+from vitkit.config import ModelConfig
+from vitkit.config.named import MODEL_CONFIGS, get_config
+from vitkit.families import Family, adapt_state_dict, config_from_dict, family_of, get_family
+from vitkit.utils.progress import CurrentStreamHandler
+from vitkit.version import __version__
 from vitkit.weights import io
-from vitkit.weights.adapt import HEAD_PREFIXES, PRE_LOGITS_PREFIX, adapt_state_dict, head_changed
-from vitkit.weights.bit import convert_bit, convert_timm_resnetv2, is_resnetv2_state
-from vitkit.weights.detect import CONFIG_KEY, FAMILY_KEY, Checkpoint, read_checkpoint
+from vitkit.weights.adapt import head_changed
+from vitkit.weights.checkpoint import Checkpoint
+from vitkit.weights.detect import CONFIG_KEY, FAMILY_KEY, OWN, identify, read_checkpoint
 from vitkit.weights.errors import CheckpointError, StateDictMismatchError
-from vitkit.weights.hf import convert_hf
-from vitkit.weights.hub import download, is_hub_name
-from vitkit.weights.jax import convert_jax
-from vitkit.weights.mae import convert_hf_mae, convert_official, take_encoder, wants_encoder
-from vitkit.weights.swin import convert_hf_swin, convert_timm_swin, is_swin_layout
-from vitkit.weights.timm import convert_timm
+from vitkit.weights.hub import download, is_hub_name, timm_repo
 
 log = logging.getLogger("vitkit.weights")
 FORMAT_VERSION = "1"
@@ -87,19 +90,13 @@ def load_state_dict(
     return report
 
 
-def _registry_config(name: str) -> ModelConfig:
-    from vitkit.registry import get_config
-
-    return get_config(name)
-
-
 def convert_to_vitkit(
     ckpt: Checkpoint, model: str | None = None, num_heads: int | None = None
 ) -> tuple[dict[str, torch.Tensor], ModelConfig]:
-    """The format's converter: (vitkit state dict, config as written). ``model`` names a registry entry that
-    supplies what the format does not store (timm: heads and preprocessing; JAX: preprocessing)."""
+    """The checkpoint's weights as a vitkit state dict and its config as written. ``model`` names a registry entry
+    that supplies what the format does not store (timm: heads and preprocessing; JAX: preprocessing)."""
     source = str(ckpt.path)
-    if ckpt.format in ("vitkit", "vitkit_train"):
+    if ckpt.container in OWN:
         if model is not None:
             log.warning("%s carries its own config; model=%r is ignored", source, model)
         try:
@@ -107,40 +104,18 @@ def convert_to_vitkit(
         except (TypeError, ValueError) as err:
             raise CheckpointError(f"{source}: the stored model config is invalid ({err})") from None
         return dict(ckpt.tensors), cfg
-    if ckpt.format in _SELF_DESCRIBED:  # a config.json travels with the weights
-        if model is not None:
-            log.warning("%s carries its own config.json; model=%r is ignored", source, model)
-        return _SELF_DESCRIBED[ckpt.format](ckpt.tensors, ckpt.meta["config"], ckpt.meta.get("preprocessor"), source)
-    base = _registry_config(model) if model else None
-    if ckpt.format in _NAMED_BASE:  # arrays only: a named model supplies heads / preprocessing where given
-        return _NAMED_BASE[ckpt.format](ckpt.tensors, base, source)
-    if ckpt.format == "timm":
-        base = base or _hub_base(ckpt.meta.get("hub_config"), source)
-        if is_resnetv2_state(ckpt.tensors):
-            return convert_timm_resnetv2(ckpt.tensors, base, source)
-        if is_swin_layout(ckpt.tensors) or getattr(base, "family", None) == "swin":
-            return convert_timm_swin(ckpt.tensors, base, source)
-        return convert_timm(ckpt.tensors, base, num_heads, source)
-    raise CheckpointError(f"{source}: no converter for format {ckpt.format!r}")
+    if ckpt.container == "hf" and model is not None:  # a config.json travels with the weights
+        log.warning("%s carries its own config.json; model=%r is ignored", source, model)
+        model = None
+    base = get_config(model) if model else _hub_base(ckpt.meta.get("hub_config"), source)
+    family, reader = identify(ckpt, family_of(base) if base is not None else None)
+    return reader.convert(ckpt, base, {"num_heads": num_heads})
 
 
-# format -> converter(tensors, config.json, preprocessor_config.json, source): folders that describe themselves.
-_SELF_DESCRIBED = {"hf": convert_hf, "hf_swin": convert_hf_swin, "hf_mae": convert_hf_mae}
-# format -> converter(tensors, named registry config or None, source): arrays whose layout fixes the rest.
-_NAMED_BASE = {
-    "jax": convert_jax,
-    "bit": convert_bit,
-    "swin_original": convert_timm_swin,  # microsoft/Swin-Transformer's release (and timm < 0.9)
-    "mae": convert_official,  # facebookresearch/mae; heads from the named model or the registry's MAE
-}
-
-
-def _hub_base(hub: dict[str, Any] | None, source: str) -> ViTConfig | None:
+def _hub_base(hub: dict[str, Any] | None, source: str) -> ModelConfig | None:
     """The registry config named by a timm hub config.json, with its preprocessing."""
     if not hub:
         return None
-    from vitkit.registry import MODEL_CONFIGS
-
     name = str(hub["architecture"]).split(".")[0]
     if name not in MODEL_CONFIGS:
         raise CheckpointError(f"{source}: timm architecture {name!r} is not in vitkit's registry (see `vitkit models`)")
@@ -151,11 +126,47 @@ def _hub_base(hub: dict[str, Any] | None, source: str) -> ViTConfig | None:
     return MODEL_CONFIGS[name].replace(**changes)
 
 
+def wanted_family(have: Family, model: str | nn.Module | None, overrides: dict[str, Any]) -> Family:
+    """The family the caller wants: that of ``model`` (a registry name or a built model), else one that ``have``
+    can become whose config has every override field (an MAE loaded with ``num_classes``: a ViT), else ``have``."""
+    if isinstance(model, str):
+        return family_of(get_config(model))
+    if isinstance(model, nn.Module):
+        return family_of(model)
+    fields = set(overrides)
+    if fields <= _fields(have.config_class):
+        return have
+    for name in have.derived:
+        target = get_family(name)
+        if fields <= _fields(target.config_class):
+            return target
+    return have
+
+
+def _fields(cls: type) -> set[str]:
+    return set(getattr(cls, "__dataclass_fields__", {}))
+
+
+def as_family(
+    state: dict[str, torch.Tensor], cfg: ModelConfig, target: Family, where: str
+) -> tuple[dict[str, torch.Tensor], ModelConfig]:
+    """Weights of ``cfg``'s family as ``target``'s, where the source family knows how; else a one-line error."""
+    have = family_of(cfg)
+    if have.name == target.name:
+        return state, cfg
+    derive = have.derived.get(target.name)
+    if derive is None:
+        raise CheckpointError(
+            f"{where} holds a {have.name!r} model, but a {target.name!r} model is wanted; name a {have.name} model "
+            "(see `vitkit models`) or leave model out"
+        )
+    return derive(state, cfg, where)
+
+
 def load_pretrained(
     source: str | Path | nn.Module,
     model: str | nn.Module | None = None,
     strict: bool = True,
-    adapters: str | Path | list[str | Path] | None = None,
     **overrides: Any,
 ) -> nn.Module:
     """Load any supported checkpoint into a vitkit model (in eval mode), in the numerics of the code that wrote it.
@@ -166,15 +177,7 @@ def load_pretrained(
     or a built model to load into. ``overrides`` are ViTConfig fields: ``num_classes`` replaces the head with a
     zero-initialised one, ``img_size`` resamples the position embeddings in 2D, others (``drop_path_rate``, ...)
     change the built model. With ``strict=False`` weights that do not fit are reported instead of raising.
-    ``adapters`` puts saved adapters onto the loaded base (a vitkit adapter file, refused when trained on another
-    backbone, or a peft LoRA folder; a list of adapter files gives an ensemble averaging their probabilities).
     """
-    if adapters is not None:
-        from functools import partial
-
-        from vitkit.adapters.loading import load_with_adapters
-
-        return load_with_adapters(partial(load_pretrained, source, model, strict), adapters, overrides)
     if isinstance(source, nn.Module):
         if not isinstance(getattr(source, "cfg", None), ModelConfig):
             raise TypeError(f"source must be a checkpoint path or a vitkit model, got {type(source).__name__}")
@@ -186,13 +189,7 @@ def load_pretrained(
         name = model if isinstance(model, str) else None
         state, cfg = convert_to_vitkit(ckpt, name, overrides.get("num_heads"))
         where = f"{ckpt.path} ({ckpt.format})"
-    if wants_encoder(cfg, overrides, model):  # a whole MAE where a ViT is expected: its encoder, with a note
-        state, cfg = take_encoder(state, cfg, where)
-    if isinstance(model, str) and _registry_config(model).family != cfg.family:
-        raise CheckpointError(
-            f"{where} holds a {cfg.family!r} model, but model={model!r} is a {_registry_config(model).family!r} "
-            f"model; name a {cfg.family} model (see `vitkit models`) or leave model out"
-        )
+    state, cfg = as_family(state, cfg, wanted_family(family_of(cfg), model, overrides), where)
     if isinstance(model, nn.Module):
         if overrides:
             raise ValueError(f"overrides {sorted(overrides)} apply when vitkit builds the model; got a built one")
@@ -201,11 +198,19 @@ def load_pretrained(
         target_cfg = cfg.replace(**overrides) if overrides else cfg
         if head_changed(cfg, target_cfg) and hasattr(target_cfg, "zero_head"):
             target_cfg = target_cfg.replace(zero_head=True)  # paper Sec. 3.2: a zero-initialised new head
-        net = target_cfg.build()
-    fresh = (*HEAD_PREFIXES, PRE_LOGITS_PREFIX) if head_changed(cfg, target_cfg) else ()
+        net = family_of(target_cfg).build(target_cfg)
+    fresh = family_of(target_cfg).head_prefixes if head_changed(cfg, target_cfg) else ()
     load_state_dict(net, adapt_state_dict(state, cfg, target_cfg), strict=strict, source=where, fresh=fresh)
     log.info("loaded %s", where)
     return net.eval()
+
+
+def load_hub_model(name: str, **overrides):
+    """``create_model(name, pretrained=True)``: the registry model with timm's weights for it from the hub;
+    ``overrides`` (``num_classes``, ``img_size``, ...) adapt it as in ``load_pretrained``. The hub's config.json
+    names the architecture and carries the weights' preprocessing (mean, std, crop), which win over the registry's.
+    """
+    return load_pretrained(download(timm_repo(name)), **overrides)
 
 
 # ---------------------------------------------------------------------------------------------- saving
@@ -225,17 +230,16 @@ def save_pretrained(model: nn.Module, path: str | Path) -> Path:
         config_json = json.dumps(cfg.to_dict(), sort_keys=True)
     except TypeError as err:
         raise ValueError(f"the model config does not serialise to JSON ({err}); keep cfg.extra to plain data") from None
-    from vitkit import __version__
-
     metadata = {"format": "pt", CONFIG_KEY: config_json, FAMILY_KEY: cfg.family, "vitkit.version": __version__,
                 "vitkit.format": FORMAT_VERSION}  # fmt: skip
     return io.write_safetensors(model.state_dict(), path, metadata)
 
 
 def log_progress(stream: Any = None) -> None:
-    """Print vitkit.weights' step-by-step log lines (reading, resampling, writing, checking) to stderr."""
+    """Print vitkit.weights' step-by-step log lines (reading, resampling, writing, checking) to ``stream``, by
+    default to whatever ``sys.stderr`` is when each line is written."""
     if not any(getattr(h, "_vitkit_progress", False) for h in log.handlers):
-        handler = logging.StreamHandler(stream)
+        handler = logging.StreamHandler(stream) if stream is not None else CurrentStreamHandler("stderr")
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._vitkit_progress = True  # type: ignore[attr-defined]
         log.addHandler(handler)

@@ -25,7 +25,8 @@ from torch import nn
 from vitkit.config import ModelConfig, ViTConfig
 from vitkit.config.mae import MAEConfig
 from vitkit.layers.pos_embed import sincos_2d
-from vitkit.weights.adapt import FAMILY_ADAPTERS, position_grid
+from vitkit.models.vit import VisionTransformer
+from vitkit.weights.adapt import position_grid
 from vitkit.weights.errors import CheckpointError
 from vitkit.weights.hf import ACTIVATIONS, LAYER_MODULES, _cat, _split3, hf_rules
 from vitkit.weights.rules import Rule, apply_rules, rule, unsupported
@@ -68,7 +69,7 @@ def _check_table(stored: torch.Tensor, grid: tuple[int, int], name: str, source:
 
 def _heads_for(embed_dim: int, base: ModelConfig | None, depth: int) -> tuple[int, int]:
     """(encoder heads, decoder heads): not stored in a state dict; from the named model or the registry's MAE."""
-    if isinstance(base, MAEConfig):
+    if base is not None:  # the named MAE (the loader passes a config of this family only)
         return base.num_heads, base.decoder_num_heads
     from vitkit.config.mae import MODELS
 
@@ -119,7 +120,7 @@ def convert_official(
         if decoder_depth
         else 4 * state["decoder_embed.weight"].shape[0],
     )
-    cfg = base.replace(**fields) if isinstance(base, MAEConfig) else MAEConfig(**fields)
+    cfg = base.replace(**fields) if base is not None else MAEConfig(**fields)
     out = {(k if k.startswith("decoder") or k == "mask_token" else ENCODER + k): v for k, v in state.items()}
     return {k: v for k, v in out.items() if k not in (ENCODER + "pos_embed", "decoder_pos_embed")}, cfg
 
@@ -223,32 +224,10 @@ def export_encoder(model: nn.Module, global_pool: str = "avg") -> nn.Module:
     return _built(*encoder_state(model.state_dict(), model.cfg, global_pool)).eval()
 
 
-def encoder_of(model: nn.Module, source: str) -> nn.Module:
-    """A built model as a ViT: an MAE becomes its encoder (with the note of :func:`take_encoder`), others pass."""
-    if getattr(model.cfg, "family", "vit") != "mae":
-        return model
-    return _built(*take_encoder(model.state_dict(), model.cfg, source)).train(model.training)
-
-
 def _built(state: dict[str, torch.Tensor], cfg: ViTConfig) -> nn.Module:
-    vit = cfg.build()
+    vit = VisionTransformer(cfg)
     vit.load_state_dict(state)
     return vit
-
-
-def wants_encoder(cfg: ModelConfig, overrides: dict[str, Any], model: Any) -> bool:
-    """Whether an MAE checkpoint is being loaded where a ViT is expected: a ViT to load into, a ViT registry
-    name, or ViT-only options (num_classes, global_pool, drop_path_rate, ...)."""
-    if cfg.family != "mae":
-        return False
-    if isinstance(model, nn.Module):
-        return getattr(getattr(model, "cfg", None), "family", "vit") != "mae"
-    if isinstance(model, str):
-        from vitkit.registry import get_config
-
-        return get_config(model).family != "mae"
-    mae_fields = set(MAEConfig.__dataclass_fields__)
-    return any(k not in mae_fields for k in overrides)
 
 
 def take_encoder(
@@ -262,11 +241,3 @@ def take_encoder(
         "average" if global_pool == "avg" else "class-token",
     )
     return encoder_state(state, cfg, global_pool)
-
-
-def _adapt_mae(state: dict[str, torch.Tensor], src: MAEConfig, dst: MAEConfig) -> dict[str, torch.Tensor]:
-    """Nothing to reshape: both position tables are fixed sin-cos and rebuilt for any grid."""
-    return dict(state)
-
-
-FAMILY_ADAPTERS["mae"] = _adapt_mae  # type: ignore[assignment]

@@ -26,7 +26,7 @@ import torch
 from vitkit.config import ModelConfig
 from vitkit.config.swin import IMAGENET_MEAN, IMAGENET_STD, SwinConfig
 from vitkit.layers.window_attention import resample_bias_table
-from vitkit.weights.adapt import FAMILY_ADAPTERS, drop_head
+from vitkit.weights.adapt import drop_head
 from vitkit.weights.errors import CheckpointError
 from vitkit.weights.hf import ACTIVATIONS, HF_ACT, _cat, _labels, _split3, hf_preprocessor
 from vitkit.weights.rules import Rule, apply_rules, invert_rules, rule, unsupported
@@ -136,11 +136,6 @@ def convert_timm_swin(
             f"{source}: not a Swin state dict (no 'layers.<s>.blocks.<b>.attn.{TABLE}'); it holds another "
             "family's weights: name a model of that family (see `vitkit models`) or pass a Swin checkpoint"
         )
-    if base is not None and not isinstance(base, SwinConfig):
-        raise CheckpointError(
-            f"{source}: holds Swin weights, but the named model is a {base.family!r} model; name a Swin model "
-            "(e.g. model='swin_tiny_patch4_window7_224') or leave model out"
-        )
     leftover = sorted(k for k in state if any(p in k for p in UNSUPPORTED))
     if leftover:
         raise unsupported(leftover, source, UNSUPPORTED)
@@ -219,6 +214,24 @@ def convert_hf_swin(
 ) -> tuple[dict[str, torch.Tensor], SwinConfig]:
     """transformers Swin tensors + config.json (+ preprocessor_config.json) -> (vitkit state dict, config). Pure."""
     c = {**HF_DEFAULTS, **config}
+    state = {k: v for k, v in state.items() if not k.endswith(BUFFERS)}
+    p = "swin." if any(k.startswith("swin.") for k in state) else ""
+    depths = tuple(int(d) for d in c["depths"])
+    new_layout = any(".attention.q_proj." in k for k in state)
+    out, leftover = apply_rules(hf_swin_rules(p, depths, new_layout), state, source)
+    if leftover:
+        raise unsupported(leftover, source, UNSUPPORTED)
+    classes = _labels(c, {"head.weight": out["head.fc.weight"]} if "head.fc.weight" in out else {})
+    heads = int(out["head.fc.weight"].shape[0]) if "head.fc.weight" in out else 0
+    return out, swin_config_from_hf(config, preprocessor, heads, classes, source)
+
+
+def swin_config_from_hf(
+    config: dict[str, Any], preprocessor: dict[str, Any] | None, num_classes: int, classes: list[str] | None,
+    source: str,
+) -> SwinConfig:  # fmt: skip
+    """A transformers Swin config.json (and preprocessor) as vitkit's SwinConfig; numerics travel in it."""
+    c = {**HF_DEFAULTS, **config}
     if c["use_absolute_embeddings"]:
         raise CheckpointError(f"{source}: use_absolute_embeddings=True is not supported by vitkit's Swin")
     act = ACTIVATIONS.get(c["hidden_act"])
@@ -227,23 +240,15 @@ def convert_hf_swin(
     if float(c["layer_norm_eps"]) != 1e-5:
         log.warning("%s: layer_norm_eps %g; transformers keeps 1e-5 in the embedding and merging norms, vitkit uses "
                     "one value for all", source, c["layer_norm_eps"])  # fmt: skip
-    state = {k: v for k, v in state.items() if not k.endswith(BUFFERS)}
-    p = "swin." if any(k.startswith("swin.") for k in state) else ""
-    depths = tuple(int(d) for d in c["depths"])
-    new_layout = any(".attention.q_proj." in k for k in state)
-    out, leftover = apply_rules(hf_swin_rules(p, depths, new_layout), state, source)
-    if leftover:
-        raise unsupported(leftover, source, UNSUPPORTED)
     prep = preprocessor or {}
-    classes = _labels(c, {"head.weight": out["head.fc.weight"]} if "head.fc.weight" in out else {})
     try:
-        cfg = SwinConfig(
+        return SwinConfig(
             img_size=c["image_size"],
             patch_size=c["patch_size"],
             in_chans=c["num_channels"],
-            num_classes=int(out["head.fc.weight"].shape[0]) if "head.fc.weight" in out else 0,
+            num_classes=num_classes,
             embed_dim=c["embed_dim"],
-            depths=depths,
+            depths=tuple(int(d) for d in c["depths"]),
             num_heads=tuple(c["num_heads"]),
             window_size=int(c["window_size"]),
             mlp_ratio=float(c["mlp_ratio"]),
@@ -257,7 +262,6 @@ def convert_hf_swin(
         )
     except ValueError as err:
         raise CheckpointError(f"{source}: {err}") from None
-    return out, cfg
 
 
 def to_hf_swin(state: dict[str, torch.Tensor], cfg: SwinConfig) -> tuple[dict[str, torch.Tensor], dict, dict]:
@@ -298,6 +302,3 @@ def adapt_swin(state: dict[str, torch.Tensor], src: SwinConfig, dst: SwinConfig)
                  src.window_size, src.window_size, dst.window_size, dst.window_size)  # fmt: skip
     drop_head(state, src, dst)
     return state
-
-
-FAMILY_ADAPTERS["swin"] = adapt_swin  # type: ignore[assignment]

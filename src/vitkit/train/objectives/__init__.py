@@ -1,7 +1,6 @@
 """Training objectives (see ``base`` for the interface). Each module here registers its objectives on import."""
 
 from vitkit.train.objectives.base import (
-    EvalContext,
     Objective,
     build_objective,
     list_objectives,
@@ -15,7 +14,6 @@ from vitkit.train.objectives.masked import MaskedReconstruction
 __all__ = [
     "Classification",
     "Distillation",
-    "EvalContext",
     "MaskedReconstruction",
     "Objective",
     "build_objective",

@@ -1,34 +1,28 @@
-"""Training objectives: what the engine minimises and what its evaluation reports. This docstring is the reference.
+"""Training objectives: what the engine minimises. This docstring is the reference.
 
 An objective is one small object; the loop calls it once per micro-batch and knows nothing else about the task::
 
     class Objective:
-        name: ClassVar[str]             # the registry name a recipe uses: `objective: {name: ...}`
-        reports: ClassVar[str]          # what evaluation reports (below)
-        best_metric: ClassVar[str]      # the evaluation number that picks checkpoints/best.pt ...
-        higher_is_better: ClassVar[bool]  # ... and which way is better
+        name: ClassVar[str]                            # the registry name a recipe uses: `objective: {name: ...}`
 
-        def setup(self, model, device) -> None            # once, before training (e.g. move a teacher to device)
-        def loss(self, model, batch) -> (loss, logs)      # per micro-batch, under the recipe's autocast
-        def evaluate(self, model, loader, ctx) -> result  # per evaluation; default from `reports`
-        def state_dict(self) -> dict                      # anything a resumed run must restore (default: {})
+        def setup(self, model, device) -> None         # once, before training (e.g. move a teacher to device)
+        def loss(self, model, batch) -> (loss, logs)   # per micro-batch, under the recipe's autocast
+        def state_dict(self) -> dict                   # anything a resumed run must restore (default: {})
         def load_state_dict(self, state) -> None
 
 ``loss(model, batch)``
-    ``batch`` is ``(images, targets)`` after the data's batch augmentation: images (B, C, H, W) float, normalised;
-    targets are soft (B, K) rows (Mixup/CutMix/label smoothing), integer labels (B,), or None for unlabelled
-    data. ``model`` is the callable to train: call ``model(x)`` (it may be a DDP or compiled wrapper, so the
-    forward must go through ``__call__`` for gradients to synchronise). Return a scalar loss tensor with a
-    graph, and a dict of extra numbers to log (floats or 0-d tensors; the engine averages them over the steps
-    between log lines and over processes, and writes them to metrics.jsonl as ``train/<key>``). The loss itself
-    is always logged as ``loss``.
+    ``batch`` is ``(inputs, targets)`` after the task's batch transform (:mod:`vitkit.tasks`): images
+    (B, C, H, W) float, normalised; targets are what the task hands on (soft (B, K) rows or integer labels (B,) for
+    classification, (B, H, W) label maps for segmentation, anything for unlabelled data). ``model`` is the callable
+    to train: call ``model(x)`` (it may be a DDP or compiled wrapper, so the forward must go through ``__call__``
+    for gradients to synchronise); a model that answers differently for an objective says so through a keyword
+    (``model(x, distillation=True)``, ``model(x, aux=True)``), never through a flag set on it. Return a scalar loss
+    tensor with a graph, and a dict of extra numbers to log (floats or 0-d tensors; the engine averages them over
+    the steps between log lines and over processes, and writes them to metrics.jsonl as ``train/<key>``). The loss
+    itself is always logged as ``loss``.
 
-``reports`` / ``evaluate(model, loader, ctx)``
-    ``"classification"``: top-1, top-5 and the cross-entropy on the evaluation split (``vitkit.eval``), returned
-    as an :class:`~vitkit.eval.metrics.EvalResult`; rows get ``top1``, ``top5`` and ``eval_loss``.
-    ``"loss"``: the objective's own loss averaged over the evaluation split; rows get ``eval_loss``.
-    Anything else: override ``evaluate`` and return a dict of numbers (it must hold ``best_metric``).
-    ``ctx`` is an :class:`EvalContext` (augment, device, precision, processes, class names).
+What an evaluation reports is the task's (:meth:`vitkit.tasks.Task.evaluate`), not the objective's; a task that
+scores a loss (masked-image pre-training) calls the objective's ``loss``.
 
 Objectives register by name with :func:`register_objective`; :func:`build_objective` makes one from a recipe's
 ``objective:`` section, whose keys other than ``name`` are the objective's dataclass fields (unknown keys raise).
@@ -37,27 +31,21 @@ Objectives register by name with :func:`register_objective`; :func:`build_object
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from vitkit.utils.typed import build_dataclass
+
 Batch = tuple[torch.Tensor, torch.Tensor | None]
 
 _REGISTRY: dict[str, type[Objective]] = {}
-
-
-@dataclass(frozen=True)
-class EvalContext:
-    """What an evaluation needs besides the model and the loader."""
-
-    augment: Callable | None = None  # eval-mode batch augmentation: uint8 images -> normalised float
-    device: torch.device = torch.device("cpu")
-    precision: str = "fp32"
-    dist: Any = None  # vitkit.utils.distributed.DistInfo: counts are summed over processes
-    classes: list[str] | None = None
 
 
 @dataclass
@@ -65,34 +53,12 @@ class Objective:
     """Base class: subclass it as a dataclass whose fields are the recipe options, and implement ``loss``."""
 
     name: ClassVar[str] = ""
-    reports: ClassVar[str] = "loss"
-    best_metric: ClassVar[str] = "eval_loss"
-    higher_is_better: ClassVar[bool] = False
 
     def setup(self, model: nn.Module, device: torch.device) -> None:
         """Called once before training starts."""
 
     def loss(self, model: Callable[..., Any], batch: Batch) -> tuple[torch.Tensor, Mapping[str, Any]]:
         raise NotImplementedError(f"{type(self).__name__} must implement loss(model, batch)")
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, loader: Iterable, ctx: EvalContext) -> Any:
-        """Mean loss over ``loader`` (``reports = "loss"``); classification objectives report accuracy instead."""
-        from vitkit.utils.device import autocast_for
-        from vitkit.utils.distributed import all_reduce_sum
-
-        was_training = model.training
-        model.eval()
-        totals = torch.zeros(2, dtype=torch.float64, device=ctx.device)  # [loss sum, samples]
-        for images, labels in loader:
-            images, labels = images.to(ctx.device), labels.to(ctx.device)
-            x = ctx.augment(images, labels)[0] if ctx.augment is not None else images
-            with autocast_for(ctx.precision, ctx.device):
-                loss, _ = self.loss(model, (x, labels))
-            totals += torch.stack([loss.detach().double() * len(x), totals.new_tensor(len(x))])
-        model.train(was_training)
-        all_reduce_sum(totals, ctx.dist)
-        return {"eval_loss": (totals[0] / totals[1].clamp(min=1)).item()}
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -128,13 +94,13 @@ def objective_class(name: str) -> type[Objective]:
 
 def build_objective(section: Mapping[str, Any] | None = None) -> Objective:
     """An objective from a recipe section ``{"name": ..., **options}`` (classification when empty)."""
-    from vitkit.train.recipe import build_dataclass
-
     options = dict(section or {})
     name = str(options.pop("name", None) or "classification")
     return build_dataclass(objective_class(name), options, f"objective ({name})")
 
 
 def _load_builtin() -> None:
-    """Import the objectives shipped with vitkit, so they register themselves."""
-    import vitkit.train.objectives  # noqa: F401
+    """Import the objective modules shipped beside this one, so they register themselves."""
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name != "base":
+            importlib.import_module(f"{__package__}.{info.name}")

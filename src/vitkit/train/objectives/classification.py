@@ -6,15 +6,14 @@ only changes the forward pass, as in the reference recipes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from vitkit.train.objectives.base import Batch, EvalContext, Objective, register_objective
+from vitkit.train.objectives.base import Batch, Objective, register_objective
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -27,12 +26,9 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 @register_objective
 @dataclass
 class Classification(Objective):
-    """``loss = CE(model(x), targets)``; evaluation reports top-1, top-5 and the eval cross-entropy."""
+    """``loss = CE(model(x), targets)``."""
 
     name: ClassVar[str] = "classification"
-    reports: ClassVar[str] = "classification"
-    best_metric: ClassVar[str] = "top1"
-    higher_is_better: ClassVar[bool] = True
 
     def loss(self, model: Callable[..., Any], batch: Batch) -> tuple[torch.Tensor, Mapping[str, Any]]:
         x, targets = batch
@@ -41,11 +37,3 @@ class Classification(Objective):
         logits = model(x)  # (B, K)
         with torch.autocast(logits.device.type, enabled=False):
             return soft_cross_entropy(logits.float(), targets), {}
-
-    def evaluate(self, model: nn.Module, loader: Iterable, ctx: EvalContext) -> Any:
-        from vitkit.eval.evaluate import evaluate_model
-
-        return evaluate_model(
-            model, loader, ctx.augment, device=ctx.device, precision=ctx.precision, dist=ctx.dist,
-            classes=ctx.classes, progress=False,
-        )  # fmt: skip

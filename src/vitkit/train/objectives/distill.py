@@ -27,6 +27,7 @@ the augmentation repeats inputs (flips only) it runs the teacher on about two ep
 from __future__ import annotations
 
 import hashlib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,7 @@ class Distillation(Classification):
             raise ValueError(f"distill.cache_mb must be >= 0 (0: no teacher cache), got {self.cache_mb}")
         self._cache = TeacherCache(int(float(self.cache_mb) * 2**20)) if self.cache_mb and self.type != "none" else None
         self._teacher: nn.Module | None = None
+        self._ask_pair = False
         self._source: str | None = None
         if isinstance(self.teacher, nn.Module):
             self._teacher, self._source = self.teacher, f"<{type(self.teacher).__name__} from Python>"
@@ -168,11 +170,10 @@ class Distillation(Classification):
         return self._teacher
 
     def setup(self, model: nn.Module, device: torch.device) -> None:
-        """Move the teacher to ``device``, check it fits the student's data, and switch on the student's
-        distillation head (a DeiT student then returns (class logits, distillation logits) while training)."""
+        """Move the teacher to ``device`` and check it fits the student's data. A student whose forward takes
+        ``distillation`` (a ViT) is asked for its (class logits, distillation logits) pair by :meth:`loss`."""
         cfg = getattr(model, "cfg", None)
-        if getattr(cfg, "distilled", False) and hasattr(model, "distilled_training"):
-            model.distilled_training = True
+        self._ask_pair = "distillation" in inspect.signature(model.forward).parameters
         if self.type == "none":
             return
         self._load_teacher().to(device).eval()
@@ -207,7 +208,7 @@ class Distillation(Classification):
         x, targets = batch
         if targets is None:
             raise ValueError("distillation needs labels for its first term; this data set yields none")
-        out = model(x)
+        out = model(x, distillation=True) if self._ask_pair else model(x)
         cls_logits, dist_logits = out if isinstance(out, tuple) else (out, out)  # (B, K) each
         teacher = self.teacher_logits(x) if self.type != "none" else None
         with torch.autocast(cls_logits.device.type, enabled=False):

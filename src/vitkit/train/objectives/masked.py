@@ -8,15 +8,14 @@ random stream (and with it an exact resume) untouched.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from vitkit.config.mae import check_mask_ratio
-from vitkit.train.objectives.base import Batch, EvalContext, Objective, register_objective
+from vitkit.train.objectives.base import Batch, Objective, register_objective
 
 EVAL_SEED = 0
 
@@ -24,13 +23,9 @@ EVAL_SEED = 0
 @register_objective
 @dataclass
 class MaskedReconstruction(Objective):
-    """``loss = mean over hidden patches of |pred - target|^2``; evaluation reports it as ``eval_loss``."""
+    """``loss = mean over hidden patches of |pred - target|^2`` (the task evaluates it with fixed masks)."""
 
     name: ClassVar[str] = "masked_reconstruction"
-    reports: ClassVar[str] = "loss"
-    best_metric: ClassVar[str] = "eval_loss"
-    higher_is_better: ClassVar[bool] = False
-    needs_labels: ClassVar[bool] = False
 
     mask_ratio: float | None = None  # share of patches hidden; None: the model's own (0.75 in the paper)
 
@@ -42,9 +37,3 @@ class MaskedReconstruction(Objective):
         x, _ = batch  # labels, if the data has them, are not used
         loss, _, _ = model(x, mask_ratio=self.mask_ratio)  # (loss, pred (B, N, P*P*C), mask (B, N))
         return loss.float(), {}  # the engine logs it as `loss` (train) and `eval_loss` (evaluation)
-
-    def evaluate(self, model: nn.Module, loader: Iterable, ctx: EvalContext) -> Any:
-        devices = [ctx.device] if ctx.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # fixed evaluation masks; training's stream continues as is
-            torch.manual_seed(EVAL_SEED)
-            return super().evaluate(model, loader, ctx)
