@@ -27,7 +27,7 @@ def test_onnx_runs_in_onnxruntime_with_a_dynamic_batch(tmp_path, checkpoint):
     ort = pytest.importorskip("onnxruntime")
     model, path = checkpoint
     result = export_model(path, tmp_path / "m.onnx", format="onnx", opset=17)
-    assert result.max_abs_diff < 1e-4 and result.checked_batches == (1, 3)
+    assert result.checked_batches == (1, 3)
     graph = onnx.load(str(result.path))
     assert graph.opset_import[0].version >= 17
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch axis
@@ -46,7 +46,6 @@ def test_torchscript(tmp_path, checkpoint):
     x = torch.randn(4, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=1e-5, atol=1e-5)
-    assert result.max_abs_diff < 1e-5
 
 
 def test_a_wrong_export_is_caught(tmp_path, checkpoint, monkeypatch):
@@ -68,6 +67,10 @@ def test_bad_export_arguments(tmp_path, checkpoint):
 
 @pytest.mark.slow
 def test_hybrid_onnx_export(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
     model = VisionTransformer(tiny_config(img_size=32, patch_size=1, backbone_layers=(1, 1), backbone_width=32))
     result = export_model(model.eval(), tmp_path / "hybrid.onnx")
-    assert result.max_abs_diff < 1e-4
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(9))
+    got = ort.InferenceSession(str(result.path)).run(None, {"pixel_values": x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-4)

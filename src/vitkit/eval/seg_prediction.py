@@ -63,6 +63,20 @@ def palette_of(cfg: Any) -> list[tuple[int, int, int]]:
 
 
 @torch.no_grad()
+def label_map(model: nn.Module, image: Image.Image, device: torch.device) -> torch.Tensor:
+    """(H, W) int64 class ids of an RGB image, at its own size, as the checkpoint is evaluated."""
+    cfg, settings = model.cfg, eval_settings(model.cfg)
+    size = image.size
+    if settings["scale"]:
+        size = rescale_size(*size, settings["scale"])
+    size = round_up(size, settings["size_divisor"])
+    pixels = torch.from_numpy(np.asarray(image.resize(size, Image.BILINEAR) if size != image.size else image))
+    x = normalize(pixels.permute(2, 0, 1)[None].to(device), cfg.mean, cfg.std)
+    out = segment(model, x, settings["mode"], settings["crop"], settings["stride"], out_size=image.size[::-1])
+    return out[0].cpu()
+
+
+@torch.no_grad()
 def segment_images(
     model: nn.Module,
     paths: Sequence[str],
@@ -79,7 +93,6 @@ def segment_images(
     if precision == "int8" or compile:
         raise ValueError("the int8 and compiled fast paths are for classifiers; segment with --precision fp32 or bf16")
     model = model.to(dev).eval()
-    settings = eval_settings(cfg)
     classes = [str(c) for c in cfg.extra.get("classes") or range(cfg.num_classes)]
     palette = palette_of(cfg)
     out = Path(out_dir) if out_dir is not None else None
@@ -89,13 +102,8 @@ def segment_images(
         if not kept:
             continue
         image = images[0]
-        size = round_up(rescale_size(*image.size, settings["scale"]) if settings["scale"] else image.size,
-                        settings["size_divisor"])  # fmt: skip
-        pixels = torch.from_numpy(np.asarray(image.resize(size, Image.BILINEAR) if size != image.size else image))
-        x = normalize(pixels.permute(2, 0, 1)[None].to(dev), cfg.mean, cfg.std)
         with autocast_for(precision, dev):
-            labels = segment(model, x, settings["mode"], settings["crop"], settings["stride"],
-                             out_size=(image.size[1], image.size[0]))[0].cpu()  # fmt: skip
+            labels = label_map(model, image, dev)
         counts = torch.bincount(labels.flatten(), minlength=len(classes)).double() / labels.numel()
         shares = {classes[i]: float(counts[i]) for i in counts.argsort(descending=True).tolist() if counts[i] > 0}
         mask_file = overlay_file = None

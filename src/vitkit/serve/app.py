@@ -9,6 +9,7 @@ moves bytes. Errors are JSON ``{"error": code, "detail": sentence}``.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from vitkit.serve.batching import BatcherClosed, DynamicBatcher
 from vitkit.serve.engine import Engine, ServeSettings, parse_layers
 from vitkit.serve.guard import ERROR_KEY, Guard
 from vitkit.serve.metrics import Metrics
+from vitkit.serve.segment import SegmentEngine
 from vitkit.serve.uploads import RequestError
 
 STATIC = Path(str(resources.files("vitkit.serve") / "static"))
@@ -50,21 +52,26 @@ def _error(request: Request, err: RequestError) -> JSONResponse:
     return JSONResponse(err.to_dict(), err.status)
 
 
-def create_app(engine: Engine) -> FastAPI:
-    """The app serving ``engine``; its batcher and model thread live as long as the app's lifespan."""
+def create_app(engine: Engine | SegmentEngine) -> FastAPI:
+    """The app serving ``engine``; its batcher and model thread live as long as the app's lifespan. A classifier
+    answers ``/v1/predict`` and ``/v1/explain``, a segmentor ``/v1/segment``; each route says which server to ask
+    when the checkpoint is of the other task."""
     settings = engine.settings
     metrics = Metrics()
     model_thread = ThreadPoolExecutor(1, thread_name_prefix="vitkit-model")
-    batcher = DynamicBatcher(
+    segments = isinstance(engine, SegmentEngine)
+    batcher = None if segments else DynamicBatcher(  # segmentation answers one image per call (sizes differ)
         engine.probabilities, model_thread, settings.max_batch, settings.max_wait_ms, metrics.batch
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await asyncio.get_running_loop().run_in_executor(model_thread, engine.warm_up)
-        batcher.start()
+        if batcher is not None:
+            batcher.start()
         yield
-        await batcher.stop()  # requests already queued still get their answers
+        if batcher is not None:
+            await batcher.stop()  # requests already queued still get their answers
         model_thread.shutdown(wait=True)
 
     # No /docs or /redoc: their pages load scripts from a CDN, and this server works offline.
@@ -104,7 +111,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        if batcher.closed:
+        if batcher is not None and batcher.closed:
             return JSONResponse({"status": "stopping"}, 503)
         return JSONResponse({"status": "ok", "model": engine.name})
 
@@ -116,8 +123,22 @@ def create_app(engine: Engine) -> FastAPI:
     async def model_info() -> dict[str, Any]:
         return engine.describe()
 
+    def needs(task: str) -> None:
+        if engine.task != task:
+            route = "/v1/segment" if segments else "/v1/predict or /v1/explain"
+            raise RequestError(409, "wrong_task", f"this server's checkpoint is a {engine.task} model: POST {route}")
+
+    @app.post("/v1/segment")
+    async def segment(request: Request) -> Response:
+        needs("segmentation")
+        data, _ = await read_upload(request)
+        image = await decode(engine.decode, data)
+        png, shares = await on_model_thread(engine.segment, image)
+        return Response(png, media_type="image/png", headers={"X-Vitkit-Shares": json.dumps(shares)})
+
     @app.post("/v1/predict")
     async def predict(request: Request, topk: int | None = None) -> dict[str, Any]:
+        needs("classification")
         k = settings.topk if topk is None else topk
         if k < 1:
             raise RequestError(422, "bad_parameter", f"topk must be at least 1, got {k}")
@@ -133,6 +154,7 @@ def create_app(engine: Engine) -> FastAPI:
     async def explain(request: Request, layers: str | None = None, head_fusion: str = "mean") -> Response:
         from vitkit.viz.rollout import HEAD_FUSIONS
 
+        needs("classification")
         try:
             span = parse_layers(layers, engine.model.cfg.depth)
         except ValueError as err:
@@ -157,6 +179,21 @@ async def _limited(awaitable: Any, seconds: float) -> Any:
         raise RequestError(503, "timeout", detail) from None
 
 
+# The checkpoint's task -> what serves it.
+ENGINES = {"classification": Engine, "segmentation": SegmentEngine}
+
+
+def open_engine(checkpoint: str | Path, settings: ServeSettings) -> Engine | SegmentEngine:
+    """The engine for ``checkpoint``'s task; a task without one is a one-line error naming the served ones."""
+    from vitkit.eval.loading import load_for_task
+
+    model, task = load_for_task(checkpoint, command="vitkit serve")
+    if task.name not in ENGINES:
+        raise ValueError(f"{checkpoint} is a {task.name} model; vitkit serve serves {sorted(ENGINES)} checkpoints")
+    del model  # the engine loads it again onto its device
+    return ENGINES[task.name](checkpoint, settings)
+
+
 def serve(checkpoint: str | Path, settings: ServeSettings | None = None, log_level: str = "info") -> None:
     """Load ``checkpoint`` and serve it until SIGINT/SIGTERM; requests in flight finish before the process ends."""
     import uvicorn
@@ -165,7 +202,7 @@ def serve(checkpoint: str | Path, settings: ServeSettings | None = None, log_lev
     settings = settings or ServeSettings()
     if settings.max_pixels > (Image.MAX_IMAGE_PIXELS or 0):  # Pillow's own guard would refuse first: this process
         Image.MAX_IMAGE_PIXELS = settings.max_pixels  # is the server, so its limit is the one asked for
-    engine = Engine(checkpoint, settings)
+    engine = open_engine(checkpoint, settings)
     app = create_app(engine)
     print(f"vitkit serve: {engine.name} on http://{settings.host}:{settings.port}/ (Ctrl+C to stop)", flush=True)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False)

@@ -67,6 +67,8 @@ def parse_layers(text: str | None, depth: int) -> tuple[int, int]:
 class Engine:
     """A loaded classifier with its preprocessing; thread-confined (call the model methods from one thread)."""
 
+    task = "classification"
+
     def __init__(self, checkpoint: str | Path, settings: ServeSettings | None = None) -> None:
         from vitkit.data import BatchAugment, DataConfig
         from vitkit.data.sample_transforms import EvalTransform
@@ -100,7 +102,8 @@ class Engine:
         return {
             "name": self.name,
             "checkpoint": str(self.checkpoint),
-            "family": getattr(cfg, "family", "vit"),
+            "task": self.task,
+            "family": cfg.family,
             "config": cfg.to_dict(),
             "depth": cfg.depth,
             "num_classes": cfg.num_classes,

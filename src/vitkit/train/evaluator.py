@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from vitkit.tasks import EvalContext, Report, Task
-from vitkit.utils.device import autocast_for
 
 
 class Evaluator:
@@ -53,20 +52,16 @@ class Evaluator:
 
     @torch.no_grad()
     def estimate_seconds(self, model: nn.Module, clock: Callable[[], float]) -> float:
-        """Seconds one full evaluation will take, from timing one batch (the RNG untouched, so runs stay
-        reproducible); a fifth more for the metrics and the odd batch."""
-        was_training = model.training
-        model.eval()
+        """Seconds one full evaluation will take, from timing the task's evaluation of one batch (the RNG
+        untouched, so runs stay reproducible); a fifth more for the metrics and the odd batch."""
         with torch.random.fork_rng(devices=[]):
-            images, targets = next(iter(self.loader))
-        x, _ = self.transform(images.to(self.device), targets.to(self.device))
+            batch = next(iter(self.loader))
         for _ in range(2):  # the second run is timed: the first warms kernels and the allocator
             start = clock()
-            with autocast_for(self.precision, self.device), self.attention():
-                model(x)
+            with torch.random.fork_rng(devices=[]), self.attention():
+                self.task.evaluate(model, [batch], self.context, self.objective)
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
-        model.train(was_training)
         return 1.2 * (clock() - start) * len(self.loader)
 
     def state_dict(self) -> dict[str, Any]:

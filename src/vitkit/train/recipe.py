@@ -22,7 +22,7 @@ from vitkit.train.objectives import build_objective
 from vitkit.train.objectives.distill import distill_section
 from vitkit.utils.typed import build_dataclass, coerce
 
-MODEL_KEYS = ("name", "pretrained")
+MODEL_KEYS = ("name", "pretrained", "init_from")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ModelSection:
 
     name: str = "vit_tiny_patch4_32"
     pretrained: str | None = None  # anything vitkit.load_pretrained reads; the head is reset to the data's classes
+    init_from: str | None = None  # a classifier's weights (any format) to start the backbone from (a segmentor's)
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -183,19 +184,29 @@ def _model_section(data: Any) -> ModelSection:
         return data
     if not isinstance(data, dict):
         raise ValueError(f"model: expected a mapping, got {data!r}")
-    config_type = type(_named_config(data.get("name")))  # the named model's family (ViT, MAE, ...) types the overrides
-    vit_hints = typing.get_type_hints(config_type)
-    vit_fields = [f.name for f in dataclasses.fields(config_type)]
-    unknown = sorted(set(data) - set(MODEL_KEYS) - set(vit_fields))
+    named = _named_config(data.get("name"))  # the named model's family (ViT, MAE, ...) types the overrides
+    hints = _field_hints(named)
+    unknown = sorted(set(data) - set(MODEL_KEYS) - set(hints))
     if unknown:
         raise ValueError(
-            f"unknown key(s) {unknown} in 'model'; valid keys: {list(MODEL_KEYS)} and the {config_type.__name__} "
-            f"fields {sorted(vit_fields)}"
+            f"unknown key(s) {unknown} in 'model'; valid keys: {list(MODEL_KEYS)} and the {type(named).__name__} "
+            f"fields {sorted(hints)}"
         )
-    overrides = {k: coerce(v, vit_hints[k], f"model.{k}") for k, v in data.items() if k not in MODEL_KEYS}
+    overrides = {k: coerce(v, hints[k], f"model.{k}") for k, v in data.items() if k not in MODEL_KEYS}
     head = {k: data[k] for k in MODEL_KEYS if k in data}
     section = build_dataclass(ModelSection, head, "model")
     return dataclasses.replace(section, overrides=overrides)
+
+
+def _field_hints(cfg: ModelConfig) -> dict[str, Any]:
+    """Field -> type of a config, and of the backbone it holds (a segmentor's), whose fields it passes on; a
+    ``backbone`` mapping changes the backbone's fields."""
+    hints = dict(typing.get_type_hints(type(cfg)))
+    backbone = getattr(cfg, "backbone", None)
+    if isinstance(backbone, ModelConfig):
+        hints = {**typing.get_type_hints(type(backbone)), **hints, "backbone": dict}
+    known = {f.name for f in dataclasses.fields(cfg)} | set(hints if backbone is not None else ())  # type: ignore[arg-type]
+    return {k: v for k, v in hints.items() if k in known and k != "family"}
 
 
 def recipe_from_dict(data: dict[str, Any], name: str | None = None) -> Recipe:

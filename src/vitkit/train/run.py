@@ -41,10 +41,9 @@ from vitkit.utils.distributed import DistInfo
 from vitkit.utils.files import atomic_write_text
 from vitkit.utils.progress import console_logging
 from vitkit.utils.subsets import seeded_subset
-from vitkit.weights.load import load_pretrained, save_pretrained
+from vitkit.weights.load import init_from, load_pretrained, save_pretrained
 
 log = logging.getLogger("vitkit.train")
-MODEL_SEED_OFFSET = 7919  # the model's initialisation stream: seed + this, apart from the data's and the loop's
 
 
 def seed_everything(seed: int) -> None:
@@ -72,8 +71,9 @@ def build_model(recipe: Recipe, info: dict[str, Any], task: Task | None = None) 
     A new model takes the data's normalisation into its config, so the exported weights carry it; a pre-trained
     one keeps its own normalisation and the data follows it (see :func:`align_data`). What the task takes from the
     data (class names) goes into ``cfg.extra`` when the model is built (configs never change afterwards), so every
-    checkpoint of it can label its predictions. The initialisation draws from its own stream (``train.seed``), so
-    it is the same however the data was read (decoded, or from the cache).
+    checkpoint of it can label its predictions. The torch RNG is seeded with ``train.seed`` right before, so the
+    initialisation is the same however the data was read (decoded, or from the cache) and, for a run whose data
+    draws nothing, the same as before the data was read at all.
     """
     task = task or recipe_task(recipe)
     m, data = recipe.model, recipe.data
@@ -85,18 +85,20 @@ def build_model(recipe: Recipe, info: dict[str, Any], task: Task | None = None) 
         )
     sized = task.model_overrides(info)
     extra = sized.pop("extra", {})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.train.seed + MODEL_SEED_OFFSET)
-        if m.pretrained:
-            model = load_pretrained(m.pretrained, **overrides, **sized)
-            merged = {**model.cfg.extra, **extra}  # keep what the checkpoint recorded (its name, ...)
-            return model if model.cfg.extra == merged else _rebuilt(model, model.cfg.replace(extra=merged))
-        for key in ("mean", "std", "crop_pct"):  # the preprocessing the data config states
-            if hasattr(data, key):
-                overrides.setdefault(key, getattr(data, key))
-        if extra:
-            overrides["extra"] = {**overrides.get("extra", {}), **extra}
-        return build_from_config(get_config(m.name, **overrides, **sized))
+    torch.manual_seed(recipe.train.seed)
+    if m.pretrained:
+        model = load_pretrained(m.pretrained, **overrides, **sized)
+        merged = {**model.cfg.extra, **extra}  # keep what the checkpoint recorded (its name, ...)
+        return model if model.cfg.extra == merged else _rebuilt(model, model.cfg.replace(extra=merged))
+    for key in ("mean", "std", "crop_pct"):  # the preprocessing the data config states
+        if hasattr(data, key):
+            overrides.setdefault(key, getattr(data, key))
+    if extra:
+        overrides["extra"] = {**overrides.get("extra", {}), **extra}
+    model = build_from_config(get_config(m.name, **overrides, **sized))
+    if m.init_from:
+        init_from(model, m.init_from)
+    return model
 
 
 def _rebuilt(model: nn.Module, cfg: Any) -> nn.Module:

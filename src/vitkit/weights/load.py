@@ -213,6 +213,27 @@ def load_hub_model(name: str, **overrides):
     return load_pretrained(download(timm_repo(name)), **overrides)
 
 
+def init_from(model: nn.Module, source: str | Path | nn.Module) -> LoadReport:
+    """Start ``model``'s backbone from a classifier's weights (any format ``load_pretrained`` reads, or a built
+    model), as its family says: a ViT-Adapter takes a plain ViT's (DeiT, AugReg/JAX, timm, an MAE encoder) with the
+    position table resampled, a segmentor passes them to its backbone. What the source does not give (the
+    adapter's own parts, necks and heads) keeps its initialisation; anything given that does not fit raises."""
+    family = family_of(model)
+    if family.init_from is None:
+        raise CheckpointError(f"a {family.name!r} model cannot start from another model's weights; load its own")
+    classifier = source if isinstance(source, nn.Module) else load_pretrained(source, num_classes=0)
+    state, cfg = classifier.state_dict(), classifier.cfg
+    where = type(source).__name__ if isinstance(source, nn.Module) else str(source)
+    for name in family_of(cfg).derived:  # an MAE: its encoder, the ViT the paper fine-tunes
+        if get_family(name).task == "classification":
+            state, cfg = as_family(state, cfg, get_family(name), where)
+    taken = family.init_from(state, cfg, model.cfg)
+    fresh = tuple(k for k in model.state_dict() if k not in taken)  # the parts the source does not have
+    report = load_state_dict(model, taken, strict=True, source=where, fresh=fresh)
+    log.info("started %d tensors from %s; %d keep their initialisation", len(taken), where, len(fresh))
+    return report
+
+
 # ---------------------------------------------------------------------------------------------- saving
 def save_pretrained(model: nn.Module, path: str | Path) -> Path:
     """Write ``model`` as one ``.safetensors`` file whose metadata carries its config, so that

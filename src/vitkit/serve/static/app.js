@@ -1,8 +1,9 @@
-// vitkit serve page: send the chosen image to /v1/predict and /v1/explain, draw the bars and the overlay.
+// vitkit serve page: a classifier's page sends the chosen image to /v1/predict and /v1/explain and draws the bars
+// and the attention overlay; a segmentor's sends it to /v1/segment and shows the class overlay and the shares.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, depth: 1, overlays: new Map(), pending: null };
+const state = { file: null, depth: 1, overlays: new Map(), pending: null, task: "classification" };
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -26,23 +27,24 @@ async function post(path, file) {
   return response;
 }
 
-function showTopk(top) {
+// Bars of (label, value in [0, 1]) rows: a classifier's top-k probabilities, a segmentor's pixel shares.
+function showBars(rows) {
   const list = $("topk");
   list.replaceChildren();
-  for (const entry of top) {
+  for (const [name, share] of rows) {
     const item = document.createElement("li");
     const row = document.createElement("div");
     row.className = "row";
     const label = document.createElement("span");
-    label.textContent = entry.label;
+    label.textContent = name;
     const value = document.createElement("span");
-    value.textContent = `${(100 * entry.prob).toFixed(1)}%`;
+    value.textContent = `${(100 * share).toFixed(1)}%`;
     row.append(label, value);
     const track = document.createElement("div");
     track.className = "track";
     const fill = document.createElement("div");
     fill.className = "fill";
-    fill.style.width = `${Math.max(0.5, 100 * entry.prob)}%`;
+    fill.style.width = `${Math.max(0.5, 100 * share)}%`;
     track.append(fill);
     item.append(row, track);
     list.append(item);
@@ -75,11 +77,19 @@ async function classify(file) {
   setStatus(`classifying ${file.name}...`);
   document.body.dataset.state = "busy";
   try {
-    const response = await post("/v1/predict", file);
-    const result = await response.json();
-    showTopk(result.top);
-    await showOverlay(state.depth);
-    setStatus(`${file.name}: ${result.top[0].label} (${(100 * result.top[0].prob).toFixed(1)}%)`);
+    if (state.task === "segmentation") {
+      const response = await post("/v1/segment", file);
+      const shares = Object.entries(JSON.parse(response.headers.get("X-Vitkit-Shares")));
+      $("overlay").src = URL.createObjectURL(await response.blob());
+      showBars(shares);
+      setStatus(`${file.name}: mostly ${shares[0][0]} (${(100 * shares[0][1]).toFixed(1)}% of the pixels)`);
+    } else {
+      const response = await post("/v1/predict", file);
+      const result = await response.json();
+      showBars(result.top.map((entry) => [entry.label, entry.prob]));
+      await showOverlay(state.depth);
+      setStatus(`${file.name}: ${result.top[0].label} (${(100 * result.top[0].prob).toFixed(1)}%)`);
+    }
     document.body.dataset.state = "done"; // for scripted browsers: results and overlay are shown
   } catch (err) {
     setStatus(err.message, true);
@@ -91,6 +101,15 @@ async function loadModel() {
   try {
     const response = await fetch("/v1/model");
     const info = await response.json();
+    state.task = info.task;
+    document.body.dataset.task = info.task;
+    if (info.task === "segmentation") {
+      const size = info.preprocessing.img_size.join("x");
+      $("model-info").textContent = `${info.name}: segments ${info.num_classes} classes, ${size} px crops`;
+      $("bars-title").textContent = "Share of the pixels";
+      $("overlay-caption").textContent = "Each pixel's class over the image";
+      return;
+    }
     state.depth = info.depth;
     $("layer").max = info.depth;
     $("layer").value = info.depth;
