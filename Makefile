@@ -27,10 +27,11 @@ demo: setup
 train: setup
 	$(VENV)/bin/vitkit train --config cifar10_vit
 
-# -rf names every failure. No test depends on timing (the time budget runs on an injected clock, the killed run
-# kills itself at a fixed step), so a failure is real: nothing is re-run.
+# -rfs names every failure and every skip with its reason. No test depends on timing (the time budget runs on an
+# injected clock, the killed runs kill themselves at drawn steps), so a failure is real: nothing is re-run. A test
+# that needs part of the test extra skips without it, and tests/test_test_extra.py then fails.
 test: setup
-	$(PY) -m pytest -q -rf
+	$(PY) -m pytest -q -rfs
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -17,6 +17,13 @@ the measured wall time and the size of what the run saves (``adapters.safetensor
 
     python benchmarks/adapters.py --task spoof --checkpoint runs/cifar10_vit/model.safetensors --steps 200 \
         --methods full,full-no-stem,lora+stem-weights,lora,lora+stem --lr 3e-3 --lr-full 1e-3
+
+``bottleneck+head-adapter`` is the adapter section of the ViT-B/16 anti-spoofing recipe
+(``adapter_spoof_b16_bottleneck``: a bottleneck after each block's MLP and one between the encoder and the head),
+applied to the given backbone, for comparing that setup with ``lora+stem`` at equal wall time:
+
+    python benchmarks/adapters.py --task spoof --checkpoint runs/cifar10_vit/model.safetensors --minutes 5 \
+        --methods lora+stem,bottleneck+head-adapter
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ METHODS = {
     "full": {"method": "none"},
     "full-no-stem": {"method": "head", "trainable": ["head", "blocks", "norm", "pos_embed", "cls_token"]},
     "lora+stem-weights": {"method": "lora", "trainable": ["head", "patch_embed"]},
+    "bottleneck+head-adapter": "adapter_spoof_b16_bottleneck",  # that recipe's adapter section
 }
 DEFAULT = "head,bottleneck,parallel,lora,prompt,lora+stem,full"
 FULL_RATE = {"full", "full-no-stem"}  # labels that train the base weights themselves take --lr-full
@@ -73,15 +81,26 @@ def _file_size(run_dir: Path) -> tuple[str, int]:
     return "-", 0
 
 
+def adapter_section(label: str) -> dict:
+    """The adapter fields a label sets: its own, or (a recipe name) that recipe's whole adapter section."""
+    entry = METHODS[label]
+    if isinstance(entry, dict):
+        return entry
+    from vitkit.train import load_recipe
+    from vitkit.train.catalog import resolve_recipe
+
+    return load_recipe(resolve_recipe(entry)).adapter.to_dict()
+
+
 def run_method(args: argparse.Namespace, label: str) -> dict:
     from vitkit.adapters import trainable_parameters
     from vitkit.train import finetune, load_recipe
 
-    section = METHODS[label]
+    section = adapter_section(label)
     lr = args.lr_full if label in FULL_RATE else args.lr
     length = [f"train.max_minutes={args.minutes}"] if args.steps is None else \
         ["train.max_minutes=null", f"train.max_steps={args.steps}"]  # fmt: skip
-    section = {"stem_rank": 0, **section}  # the recipe's stem_rank only where the label asks for it
+    section = {"stem_rank": 0, "head_adapter": 0, **section}  # the recipe's add-ons only where the label asks
     overrides = [f"adapter.{k}={json.dumps(v)}" for k, v in section.items()]
     overrides += [*length, f"train.output_dir={args.out}", f"train.run_name={args.task}_{label}", f"optim.lr={lr}",
                   *args.overrides]  # fmt: skip
@@ -143,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     rows = []
     for label in labels:
-        print(f"== {label} ({args.minutes:g} min)", file=sys.stderr)
+        print(f"== {label} ({args.minutes:g} min)" if args.steps is None else f"== {label} ({args.steps} steps)",
+              file=sys.stderr)  # fmt: skip
         rows.append(run_method(args, label))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,24 @@ and speeds are reported as ratios measured side by side.
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+
+def cpu_name() -> str:
+    """The CPU's model name (every figure states the machine it was measured on)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def sync(device: str) -> None:

@@ -16,14 +16,13 @@ do). Both formulations are timed in alternation (median of the repeats), forward
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import interleaved_medians  # noqa: E402
+from common import cpu_name, interleaved_medians  # noqa: E402
 
 from vitkit.layers.deform_attn import ms_deform_attn_grid_sample, ms_deform_attn_sample  # noqa: E402
 from vitkit.models.vit_adapter import grid_centres  # noqa: E402
@@ -34,16 +33,6 @@ CASES = {  # name -> (query grids, value levels) at a 512x512 input
     "extractor": ([(64, 64), (32, 32), (16, 16)], [(32, 32)]),
 }
 CORES = {"per-level grid_sample": ms_deform_attn_grid_sample, "vitkit one gather": ms_deform_attn_sample}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def make_inputs(case: str, batch: int, seed: int = 0):

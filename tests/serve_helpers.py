@@ -33,6 +33,22 @@ def write_checkpoint(path: Path, depth: int = 2) -> Path:
     return vitkit.save_pretrained(model, path)
 
 
+SEG_CLASSES = ["sky", "road", "tree"]
+
+
+def write_segmentor(path: Path) -> Path:
+    """A seeded random tiny UperNet + ViT (64 px crops, three named classes), as training would save it."""
+    import torch
+
+    import vitkit
+
+    torch.manual_seed(0)
+    model = vitkit.create_model("upernet_vit_tiny_patch16", num_classes=3, extra={"classes": SEG_CLASSES},
+                                channels=16, aux_channels=8, embed_dim=32, depth=4, num_heads=2, mlp_dim=64,
+                                img_size=64)  # fmt: skip
+    return vitkit.save_pretrained(model.eval(), path)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,7 +18,13 @@ ZERO_INIT = [
     AdapterConfig(method="bottleneck", bottleneck=8),
     AdapterConfig(method="parallel", bottleneck=8, scale=0.5),
     AdapterConfig(method="lora", rank=4, alpha=8, lora_mlp=True),
+    AdapterConfig(method="bottleneck", bottleneck=8, head_adapter=8),  # encoder -> adapter -> head as well
+    AdapterConfig(method="head", head_adapter=4),  # the head adapter alone
 ]
+
+
+def _id(cfg: AdapterConfig) -> str:
+    return cfg.method + (f"+head_adapter{cfg.head_adapter}" if cfg.head_adapter else "")
 
 
 def _model(**changes) -> VisionTransformer:
@@ -29,7 +35,7 @@ def _x(batch: int = 3) -> torch.Tensor:
     return torch.randn(batch, 3, 16, 16, generator=torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("cfg", ZERO_INIT, ids=lambda c: c.method)
+@pytest.mark.parametrize("cfg", ZERO_INIT, ids=_id)
 def test_zero_initialised_adapters_leave_logits_bit_identical(cfg: AdapterConfig) -> None:
     model = _model()
     with torch.no_grad():
@@ -39,9 +45,7 @@ def test_zero_initialised_adapters_leave_logits_bit_identical(cfg: AdapterConfig
     assert torch.equal(before, after)
 
 
-@pytest.mark.parametrize(
-    "cfg", [*ZERO_INIT, AdapterConfig(method="prompt", num_prompts=3, deep=True)], ids=lambda c: c.method
-)
+@pytest.mark.parametrize("cfg", [*ZERO_INIT, AdapterConfig(method="prompt", num_prompts=3, deep=True)], ids=_id)
 def test_only_adapter_and_head_parameters_get_gradients_and_change(cfg: AdapterConfig) -> None:
     model = _model(num_classes=3)
     add_adapters(model, cfg)
@@ -153,6 +157,11 @@ def test_method_none_trains_everything() -> None:
         (lambda: add_adapters(_model(), AdapterConfig(method="lora", layers=(5,))), "out of range"),
         (lambda: AdapterConfig.from_dict({"methd": "lora"}), "unknown adapter field"),
         (lambda: merge_adapters(_with(AdapterConfig(method="bottleneck", bottleneck=4))), "cannot be merged"),
+        (lambda: merge_adapters(_with(AdapterConfig(method="lora", head_adapter=4))), "head_adapter .*be merged"),
+        (lambda: add_adapters(_model(), AdapterConfig(method="head", head_adapter=40)), "head_adapter 40 exceeds"),
+        (lambda: AdapterConfig(method="none", head_adapter=8), "method none trains the whole model"),
+        (lambda: AdapterConfig(method="lora", head_adapter=True), "width of the bottleneck .*got True"),
+        (lambda: AdapterConfig(method="lora", head_adapter=-1), "width of the bottleneck .*got -1"),
     ],
 )
 def test_bad_input_names_problem_and_fix(make, words: str) -> None:
@@ -167,14 +176,17 @@ def _with(cfg: AdapterConfig) -> VisionTransformer:
     return model
 
 
-@pytest.mark.parametrize("method", ["bottleneck", "prompt"])
+@pytest.mark.parametrize("method", ["bottleneck", "prompt", "head_adapter"])
 def test_deepcopy_keeps_hooks_on_the_copy(method: str) -> None:
     """EMA copies the model: the copy's hooks must drive the copy's adapters, not the original's."""
-    model = _with(AdapterConfig(method=method, bottleneck=4, deep=True))
+    cfg = AdapterConfig(method="head", head_adapter=4) if method == "head_adapter" else \
+        AdapterConfig(method=method, bottleneck=4, deep=True)  # fmt: skip
+    model = _with(cfg)
     with torch.no_grad():
         before = model(_x())
         twin = copy.deepcopy(model)
-        param = twin.blocks[0].adapter.up.bias if method == "bottleneck" else twin.prompt_tokens.tokens
+        param = {"bottleneck": lambda: twin.blocks[0].adapter.up.bias, "prompt": lambda: twin.prompt_tokens.tokens,
+                 "head_adapter": lambda: twin.head_adapter.up.bias}[method]()  # fmt: skip
         param.fill_(1.0)
         assert not torch.equal(twin(_x()), before)
         assert torch.equal(model(_x()), before)
@@ -211,6 +223,13 @@ def test_swin_blocks_are_found_by_path_and_adapted(method: str) -> None:
 def test_prompt_tuning_on_swin_is_refused_with_the_alternative() -> None:
     with pytest.raises(ValueError, match="prompt tuning needs a plain token sequence.*Use lora"):
         add_adapters(_tiny_swin(), AdapterConfig(method="prompt"))
+
+
+def test_prompt_tuning_with_a_relative_position_bias_is_refused_before_any_forward() -> None:
+    model = _model(pos_embed="relative")
+    with pytest.raises(ValueError, match="relative position bias.*use lora"):
+        add_adapters(model, AdapterConfig(method="prompt"))
+    assert not any("prompt" in name for name, _ in model.named_parameters())  # nothing was added
 
 
 def test_frozen_batchnorm_statistics_do_not_move() -> None:

@@ -50,8 +50,10 @@ def _adapted(base: Path, cfg: AdapterConfig, **overrides) -> torch.nn.Module:
         AdapterConfig(method="bottleneck", bottleneck=8),
         AdapterConfig(method="parallel", bottleneck=8),
         AdapterConfig(method="prompt", num_prompts=2, deep=True),
+        AdapterConfig(method="bottleneck", bottleneck=8, head_adapter=8),  # encoder -> adapter -> head too
+        AdapterConfig(method="lora", rank=2, head_adapter=4),
     ],
-    ids=lambda c: c.method,
+    ids=lambda c: c.method + ("+head_adapter" if c.head_adapter else ""),
 )
 def test_save_and_load_round_trip_exactly(tmp_path: Path, cfg: AdapterConfig) -> None:
     base = _base(tmp_path)
@@ -65,6 +67,7 @@ def test_save_and_load_round_trip_exactly(tmp_path: Path, cfg: AdapterConfig) ->
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
     assert {"head.weight", "head.bias"} <= keys
+    assert ("head_adapter.up.weight" in keys) == bool(cfg.head_adapter)
     assert not any(k.startswith(("blocks.0.norm1", "patch_embed", "pos_embed")) for k in keys)  # no base weights
     assert not any(k.endswith("attn.qkv.weight") for k in keys)
 

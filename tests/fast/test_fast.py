@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import vitkit
+from helpers import numpy_vit_logits
 from paths import CIFAR
 from vitkit.config import ViTConfig
 from vitkit.fast import compiler_problem
@@ -36,11 +37,16 @@ def tiny_model(seed: int = 0, **changes) -> vitkit.VisionTransformer:
 
 
 def float64_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The reference: the same weights evaluated in float64."""
-    ref = vitkit.VisionTransformer(model.cfg).double().eval()
-    ref.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        return ref(x.double())
+    """The reference: the same weights through an independent float64 NumPy forward pass."""
+    return torch.from_numpy(numpy_vit_logits(model.state_dict(), model.cfg, x.numpy()))
+
+
+def test_the_reference_agrees_with_the_eager_model():
+    model = tiny_model()
+    x = torch.randn(2, 3, 32, 32)
+    ref = float64_logits(model, x)
+    assert ref.abs().max() > 0.1  # not a degenerate output the comparisons could pass by accident
+    torch.testing.assert_close(model(x).double(), ref, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.skipif(compiler_problem(torch.device("cpu")) is not None, reason="needs a C++ compiler for Inductor")
@@ -149,6 +155,28 @@ def test_int8_compiled_agrees_with_float32_on_cifar10():
     assert agreement >= 0.98, (agreement, acc_fp32, acc_int8)
 
 
+def _folder_images(root) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image folder's images, normalised to [-1, 1] (the tiny model's mean 0.5, std 0.5), and labels."""
+    images, labels = [], []
+    for label, folder in enumerate(sorted(p for p in root.iterdir() if p.is_dir())):
+        for path in sorted(folder.iterdir()):
+            with Image.open(path) as img:
+                images.append(np.asarray(img.convert("RGB")))
+            labels.append(label)
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0, torch.tensor(labels)
+
+
+def _trained_on(root, model: vitkit.VisionTransformer, steps: int = 60) -> vitkit.VisionTransformer:
+    x, y = _folder_images(root)
+    opt = torch.optim.AdamW(model.train().parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
 @needs_torchao
 def test_cli_precision_flags(tmp_path, capsys):
     """predict/eval --precision int8 agree with float32 on a tiny folder; export --precision bf16 writes a program
@@ -156,8 +184,8 @@ def test_cli_precision_flags(tmp_path, capsys):
     from train_data import make_image_folder
     from vitkit.cli.main import main
 
-    data = make_image_folder(tmp_path / "images", train_per_class=8, test_per_class=4, size=32)
-    model = tiny_model(num_classes=4)
+    data = make_image_folder(tmp_path / "images", train_per_class=16, test_per_class=4, size=32)
+    model = _trained_on(data / "train", tiny_model(num_classes=4))  # confident: untrained logits are near ties
     ckpt = tmp_path / "model.safetensors"
     vitkit.save_pretrained(model, ckpt)
     images = sorted(str(p) for p in (data / "test").rglob("*.png"))
@@ -168,7 +196,9 @@ def test_cli_precision_flags(tmp_path, capsys):
 
         return [p["top"][0]["index"] for p in json.loads(capsys.readouterr().out)]
 
-    assert top1("--precision", "int8") == top1("--precision", "fp32")
+    fp32 = top1("--precision", "fp32")
+    assert np.mean(np.array(fp32) == _folder_images(data / "test")[1].numpy()) >= 0.9  # a model with answers
+    assert top1("--precision", "int8") == fp32
     args = ["eval", "--checkpoint", str(ckpt), "--data", str(data), "--workers", "0", "--out", str(tmp_path / "ev")]
     assert main([*args, "--precision", "int8"]) == 0
     int8_line = capsys.readouterr().out.splitlines()[0]

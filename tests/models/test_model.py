@@ -126,6 +126,7 @@ def test_every_parameter_receives_a_gradient():
         {"global_pool": "avg", "class_token": False},
         {"representation_size": 16},
         {"pos_embed": "learned2d"},
+        {"pos_embed": "relative"},
         {"distilled": True},
         {"fc_norm": True, "global_pool": "avg"},
     ]:

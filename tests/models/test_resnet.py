@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import vitkit
 from resnet_helpers import bit_reference, fake_bit_npz
@@ -165,6 +166,14 @@ def test_small_resnet_trains_and_offers_timm_methods():
         4,
     ]
     torch.testing.assert_close(final, model.forward_features(x))
+    # values, not only shapes: the stem's map is the stem's output, the final map is the last stage's map through
+    # the final pre-activation norm (GroupNorm + ReLU), and the head pools it by the mean
+    with torch.no_grad():
+        torch.testing.assert_close(maps[0], model.stem(x))
+        norm = model.norm
+        expected = torch.relu(F.group_norm(maps[-1], norm.num_groups, norm.weight, norm.bias, norm.eps))
+        torch.testing.assert_close(final, expected)
+        torch.testing.assert_close(model.forward_head(final, pre_logits=True), final.mean(dim=(2, 3)))
     model.train()
     model.set_grad_checkpointing()
     model.reset_classifier(4)

@@ -233,6 +233,24 @@ def test_batcher_groups_up_to_max_batch():
     assert asyncio.run(main(1)) == [0, 2, 4, 6, 8] and seen == [1] * 5
 
 
+def test_batcher_hurried_runs_a_batch_that_cannot_fill():
+    """A shutting-down server hurries its batcher: the lone request is answered now, not after max_wait_ms."""
+
+    async def main() -> tuple[list[int], bool]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = DynamicBatcher(lambda items: [2 * i for i in items], pool, max_batch=2, max_wait_ms=600_000)
+            batcher.start()
+            answer = asyncio.ensure_future(batcher.submit(21))
+            await asyncio.sleep(0)  # the worker takes the item and waits for company
+            waiting = not answer.done()
+            batcher.hurry()
+            result = await asyncio.wait_for(answer, 60)  # without hurry() it would wait 600 s: fail instead
+            await batcher.stop()
+        return [result], waiting
+
+    assert asyncio.run(main()) == ([42], True)
+
+
 def test_sigterm_finishes_requests_in_flight_and_timeouts(files, tmp_path):
     """A lone request waits for company that never comes (a batch of two, a wait longer than any test); SIGTERM
     arrives meanwhile and it is still answered. The same lone request with a short --timeout gets a 503: the

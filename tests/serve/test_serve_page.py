@@ -7,6 +7,7 @@ extra); skipped otherwise. ``VITKIT_SERVE_SCREENSHOT=docs/img/serve_page.png`` k
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ pytest.importorskip("fastapi", reason="vitkit serve needs the serve extra: pip i
 pytest.importorskip("multipart", reason="multipart uploads need python-multipart (the serve extra)")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test drives Chromium with selenium")
 
-from serve_helpers import CIFAR_TEST, running, write_checkpoint  # noqa: E402
+from serve_helpers import CIFAR_TEST, SEG_CLASSES, request, running, write_checkpoint, write_segmentor  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -88,3 +89,33 @@ def test_page_classifies_an_uploaded_image(tmp_path):
         shot.parent.mkdir(parents=True, exist_ok=True)
         assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_page_segments_with_a_segmentation_checkpoint(tmp_path):
+    """The same page on a segmentor's server: the class overlay at the upload's size and the pixel shares, as the
+    API answers them."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    images = sorted(CIFAR_TEST.glob("ship/*.jpg"))
+    if not images:
+        pytest.skip(f"CIFAR-10 test images not found under {CIFAR_TEST}")
+    with (
+        running(write_segmentor(tmp_path / "seg.safetensors"), log=tmp_path / "server.log") as server,
+        _browser() as browser,
+    ):
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, WAIT_S)
+        wait.until(lambda b: "segments 3 classes" in b.find_element(By.ID, "model-info").text)
+        browser.find_element(By.ID, "file").send_keys(str(images[0]))
+        wait.until(lambda b: b.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error"))
+        assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
+        _, headers, _ = request(server.url + "/v1/segment", images[0].read_bytes())
+        shares = json.loads({k.lower(): v for k, v in headers.items()}["x-vitkit-shares"])
+        bars = [b.text.split("\n")[0] for b in browser.find_elements(By.CSS_SELECTOR, "#topk li")]
+        assert bars == list(shares) and set(bars) <= set(SEG_CLASSES)
+        overlay = browser.find_element(By.ID, "overlay")
+        wait.until(lambda b: b.execute_script("return arguments[0].complete && arguments[0].naturalWidth", overlay))
+        assert overlay.get_attribute("naturalWidth") == "32"  # CIFAR's 32 px, the upload's own size
+        shot = tmp_path / "serve_page_seg.png"
+        assert browser.save_screenshot(str(shot))

@@ -40,8 +40,7 @@ def test_cifar10_recipe_trains_and_its_checkpoint_evaluates_predicts_and_finetun
     run = tmp_path / "cifar10_vit"
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in rows if r["kind"] == "epoch"]
-    # Above chance, and about on time (a loaded machine can slow the final evaluation past its estimate).
-    assert epochs[-1]["top1"] > 0.12 and epochs[-1]["wall_time"] < 2 * 60 * 1.5
+    assert epochs[-1]["top1"] > 0.12  # above chance (the time budget's accounting is tested with a fake clock)
     model = run / "model.safetensors"
     ev = _vitkit("eval", "--checkpoint", model, "--data", "cifar10", "--json", "--limit", "1000")
     assert ev.returncode == 0 and json.loads(ev.stdout)["num_samples"] == 1000

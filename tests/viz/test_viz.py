@@ -147,7 +147,7 @@ def test_attention_capture_at_another_image_size():
 
 
 # ---------------------------------------------------------------------------------------------- embeddings
-@pytest.mark.parametrize("kind", ["learned", "learned2d", "sincos2d"])
+@pytest.mark.parametrize("kind", ["learned", "learned2d", "sincos1d", "sincos2d"])
 def test_position_similarity_has_unit_diagonal(kind):
     model = VisionTransformer(tiny_config(pos_embed=kind, img_size=(16, 12)))
     sim = position_similarity(model)

@@ -103,13 +103,20 @@ def test_whole_mae_where_an_encoder_is_expected(tmp_path, caplog):
 
 
 def test_hf_folder_as_encoder(tmp_path):
-    hf_mae().save_pretrained(tmp_path)
+    hf = hf_mae()
+    hf.save_pretrained(tmp_path)
     vit = load_pretrained(tmp_path, num_classes=4)
-    assert (
-        isinstance(vit, VisionTransformer)
-        and vit.cfg.norm_eps == 1e-12
-        and vit(torch.randn(1, 3, 16, 16)).shape == (1, 4)
-    )
+    assert isinstance(vit, VisionTransformer) and vit.cfg.norm_eps == 1e-12 and vit.cfg.num_classes == 4
+    # The reference: transformers' own encoder with nothing masked and increasing noise (no shuffle).
+    hf.config.mask_ratio = 0.0
+    x, noise = torch.randn(2, 3, 16, 16), torch.arange(16.0).expand(2, -1)
+    with torch.no_grad():
+        out = hf.vit(x, noise=noise, output_hidden_states=True)
+        # average pooling moves the final norm after the pooling (fc_norm): the tokens come before it
+        torch.testing.assert_close(vit.forward_features(x), out.hidden_states[-1], rtol=1e-5, atol=1e-5)
+        pooled = torch.nn.functional.layer_norm(out.hidden_states[-1][:, 1:].mean(1), (32,), hf.vit.layernorm.weight,
+                                                hf.vit.layernorm.bias, eps=1e-12)  # fmt: skip
+        torch.testing.assert_close(vit.forward_head(vit.forward_features(x), pre_logits=True), pooled)
 
 
 def test_timm_mae_encoder(tmp_path):

@@ -13,6 +13,10 @@ Methods (each leaves the pre-trained weights untouched and trains only its own p
   stem's layers, or the patch projection): a frozen stem keeps only the low-level features its first task
   needed, and tasks such as anti-spoofing live in exactly those. The stem's norm layers then train too
   (BatchNorm: affine and batch statistics), as the adapted convolutions no longer match their frozen statistics.
+- ``head_adapter`` > 0 (with any method) puts a serial bottleneck of that width between the encoder and the head
+  (encoder -> adapter -> head): the classifier reads h + up(GELU(down(h))) of the pooled, normalised features h
+  instead of h, up zero-initialised. The anti-spoofing adapter setups add it to the per-block bottlenecks, so
+  the new live/spoof head gets a nonlinear map of features pooled for another task.
 - ``head``: freeze the whole backbone and add nothing (a linear probe: only ``trainable``, the head, learns).
 - ``none``: freeze nothing, add nothing (full fine-tuning).
 """
@@ -40,6 +44,7 @@ class AdapterConfig:
     scale: float = 0.1  # AdaptFormer's s
     lora_mlp: bool = False
     stem_rank: int = 0
+    head_adapter: int = 0  # width of the bottleneck between the encoder and the head; 0: none
     num_prompts: int = 10
     deep: bool = False
     layers: tuple[int, ...] | None = None
@@ -56,6 +61,13 @@ class AdapterConfig:
         if self.stem_rank and self.method == "none":
             raise ValueError("adapter.stem_rank adds LoRA to a frozen stem, but method none trains the whole model; "
                              "choose an adapter method or drop stem_rank")  # fmt: skip
+        if isinstance(self.head_adapter, bool) or self.head_adapter < 0:
+            raise ValueError(f"adapter.head_adapter is the width of the bottleneck between the encoder and the head "
+                             f"(e.g. 64; 0 for none), got {self.head_adapter!r}")  # fmt: skip
+        if self.head_adapter and self.method == "none":
+            raise ValueError("adapter.head_adapter adds a bottleneck in front of the head of a frozen backbone, but "
+                             "method none trains the whole model; choose an adapter method (head: the bottleneck "
+                             "and head alone) or drop head_adapter")  # fmt: skip
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"adapter.dropout must lie in [0, 1), got {self.dropout}")
         if self.layers is not None:

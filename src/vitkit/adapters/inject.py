@@ -4,8 +4,9 @@ Blocks are found by module path, as the model's family descriptor says (``blocks
 ``layers.1.blocks.0`` in a Swin); any other model whose blocks have ``attn`` and ``mlp`` children works too.
 A block's ``mlp`` gets a forward hook (bottleneck, parallel), its ``attn.qkv`` / ``attn.proj`` (and
 ``mlp.fc1`` / ``mlp.fc2``) linear layers are swapped for :class:`LoRALinear` (same parameter names), the patch
-embedding's convolutions for :class:`LoRAConv2d` (``stem_rank``), and prompt tokens hook the blocks' inputs.
-``models/`` is not touched.
+embedding's convolutions for :class:`LoRAConv2d` (``stem_rank``), prompt tokens hook the blocks' inputs, and the
+head adapter (``head_adapter``) hooks the classifier's input: ``model.head`` (timm's name for the classifier that
+``reset_classifier`` replaces) and DeiT's ``head_dist``, which share it. ``models/`` is not touched.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ LORA_ATTN = ("attn.qkv", "attn.proj")
 LORA_MLP = ("mlp.fc1", "mlp.fc2")
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)  # a stem's norms train with stem_rank
 PROMPT_NAME = "prompt_tokens"
+HEAD_ADAPTER_NAME = "head_adapter"  # the bottleneck between the encoder and the head (state dict head_adapter.*)
+CLASSIFIERS = ("head", "head_dist")  # timm's classifier names; the head adapter transforms what they read
 CONFIG_ATTR = "adapter_config"  # where the model remembers what was added (for saving)
 
 
@@ -136,6 +139,11 @@ def _add_prompts(cfg: AdapterConfig, model: nn.Module, blocks: list[tuple[str, n
             f"prompt tuning needs a plain token sequence (a ViT); {type(model).__name__} has none. Use lora, "
             "bottleneck or parallel adapters for it"
         )
+    if getattr(model.cfg, "pos_embed", None) == "relative":
+        raise ValueError(
+            "prompt tuning adds tokens to the sequence, and a relative position bias (pos_embed='relative') has no "
+            "entries for them; use lora, bottleneck or parallel adapters with this model"
+        )
     dim = blocks[0][1].mlp.fc2.out_features
     layers = chosen if cfg.deep else chosen[:1]
     prompts = PromptTokens(layers, cfg.num_prompts, dim, model.num_prefix_tokens, cfg.deep, cfg.dropout)
@@ -143,6 +151,27 @@ def _add_prompts(cfg: AdapterConfig, model: nn.Module, blocks: list[tuple[str, n
     for i in range(layers[0], len(blocks)):
         blocks[i][1].register_forward_pre_hook(partial(prompts.pre_hook, i))
         blocks[i][1].register_forward_hook(partial(prompts.post_hook, i == len(blocks) - 1))
+
+
+def _add_head_adapter(cfg: AdapterConfig, model: nn.Module) -> None:
+    """encoder -> adapter -> head: a serial bottleneck on the classifier's input, the pooled and normalised
+    features (``num_features`` wide) that ``forward_head`` hands to ``head`` (in a ViT after pooling, ``fc_norm``
+    and ``pre_logits``). ``forward_features`` is unchanged, and so is a ViT's ``forward_head(pre_logits=True)``
+    (its head is the bare Linear); Swin's head module returns its adapted input as the pre-logits."""
+    heads = [getattr(model, name, None) for name in CLASSIFIERS]
+    heads = [h for h in heads if isinstance(h, nn.Module) and type(h).forward is not nn.Module.forward]
+    width = getattr(model, "num_features", None)
+    if not heads or not isinstance(width, int):
+        raise ValueError(
+            f"adapter.head_adapter goes in front of the classifier `head` on `num_features` pooled features, which "
+            f"{type(model).__name__} does not call that way; set adapter.head_adapter: 0 for this model"
+        )
+    _check_width(cfg, "the features the head reads", width, "head_adapter")
+    device = next(model.parameters()).device
+    adapter = Bottleneck(width, cfg.head_adapter, "serial", dropout=cfg.dropout).to(device)
+    setattr(model, HEAD_ADAPTER_NAME, adapter)
+    for head in heads:
+        head.register_forward_pre_hook(adapter.pre_hook)
 
 
 def _frozen_statistics(module: nn.Module, args: tuple) -> None:
@@ -171,6 +200,8 @@ def add_adapters(model: nn.Module, cfg: AdapterConfig | dict) -> TrainableReport
             add(cfg, *blocks[i])
     if cfg.stem_rank:
         cfg = cfg.replace(trainable=tuple(dict.fromkeys(cfg.trainable + _add_stem_lora(cfg, model))))
+    if cfg.head_adapter:
+        _add_head_adapter(cfg, model)
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not f"{name}.".startswith(cfg.trainable):
             module.register_forward_pre_hook(_frozen_statistics)
@@ -216,6 +247,11 @@ def merge_adapters(model: nn.Module) -> nn.Module:
         raise ValueError(
             f"{cfg.method} adapters cannot be merged into the base weights (only LoRA is linear); export the "
             "adapted model to ONNX/TorchScript instead, or train LoRA adapters"
+        )
+    if cfg.head_adapter:
+        raise ValueError(
+            "adapter.head_adapter is a nonlinear bottleneck in front of the head and cannot be merged into the base "
+            "weights; export the adapted model to ONNX/TorchScript instead, or train without head_adapter"
         )
     for name, layer in lora_layers(model):
         replace_module(model, name, layer.to_plain())

@@ -19,6 +19,7 @@ class Bottleneck(nn.Module):
 
     ``serial``: h + up(GELU(down(h))) applied to the MLP's output (Houlsby et al. 2019, after the MLP).
     ``parallel``: MLP(x) + scale * up(ReLU(down(x))) from the MLP's input (AdaptFormer, Chen et al. 2022).
+    As the head adapter (serial), it hooks the classifier's input instead (:meth:`pre_hook`).
     """
 
     def __init__(self, dim: int, width: int, mode: str = "serial", scale: float = 1.0, dropout: float = 0.0) -> None:
@@ -42,6 +43,12 @@ class Bottleneck(nn.Module):
         if self.mode == "serial":
             return output + self(output)
         return output + self.scale * self(args[0])
+
+    def pre_hook(self, module: nn.Module, args: tuple) -> tuple:
+        """Forward pre-hook on a classifier (encoder -> adapter -> head): its input h, the (B, D) pooled features,
+        becomes h + up(GELU(down(h)))."""
+        x = args[0]
+        return (x + self(x), *args[1:])
 
 
 class LoRAUpdate:

@@ -30,12 +30,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run_antispoof(args: argparse.Namespace) -> int:
+def default_out(checkpoint: str, name: str) -> str:
+    """``name`` beside a checkpoint file or folder; for a hub or registry name (no such path), ``name`` under the
+    current folder with the name in it, not a folder named after the hub's organisation."""
     from pathlib import Path
+
+    path = Path(checkpoint)
+    if path.exists():
+        return str(path.parent / name)
+    return f"{name}-{checkpoint.replace(':', '-').replace('/', '-')}"
+
+
+def run_antispoof(args: argparse.Namespace) -> int:
 
     from vitkit.eval.antispoof_eval import evaluate_antispoof
 
-    out = args.out or Path(args.checkpoint).parent / f"antispoof-{args.split}"
+    out = args.out or default_out(args.checkpoint, f"antispoof-{args.split}")
     metrics = evaluate_antispoof(
         args.checkpoint, args.data, dev_split=args.dev_split, test_split=args.split, threshold=args.threshold,
         adapters=args.adapters, batch_size=args.batch_size, device=args.device, num_workers=args.workers,
@@ -53,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vitkit.eval import evaluate
 
-    out = args.out or Path(args.checkpoint).parent / f"eval-{args.split}"
+    out = args.out or default_out(args.checkpoint, f"eval-{args.split}")
     result = evaluate(
         args.checkpoint, args.data, args.split, batch_size=args.batch_size, device=args.device,
         num_workers=args.workers, limit=args.limit, img_size=args.img_size, out_dir=out, adapters=args.adapters,

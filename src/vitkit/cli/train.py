@@ -45,14 +45,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(result) -> None:
+    from vitkit.tasks import task_of
+    from vitkit.train.runlog import format_number
+
     if result.final_eval is not None:  # the task's report: its numbers, as the metrics rows have them
-        numbers = result.final_eval.numbers()
-        print("final: " + "  ".join(_number(k, v) for k, v in numbers.items()))
+        percentages = task_of(result.model).percentages
+        print("final: " + "  ".join(format_number(k, v, percentages) for k, v in result.final_eval.numbers().items()))
     if result.run_dir is not None:
         weights = "adapters" if (result.run_dir / "adapters.safetensors").is_file() else "model"
         print(f"run folder: {result.run_dir} ({weights}.safetensors, checkpoints/, metrics.jsonl, plots/)")
-
-
-def _number(key: str, value: float) -> str:
-    """Accuracies and IoUs (fractions) as percentages, losses as they are."""
-    return f"{key} {value:.4f}" if "loss" in key else f"{key} {100 * value:.2f}%"

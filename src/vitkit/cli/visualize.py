@@ -19,13 +19,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--kind",
         action="append",
         choices=(*KINDS, "all"),
-        help="what to draw; repeat for several, 'all' for every kind (default: rollout)",
+        help="what to draw; repeat for several, 'all' for every kind (default: rollout; heads with --point)",
     )
     p.add_argument("--layer", type=int, help="1-based layer (-1 = last): heads of this layer, rollout up to it")
     p.add_argument(
         "--img-size", type=_size, metavar="PX|HxW", help="input size, any multiple of the patch (default: the model's)"
     )
-    p.add_argument("--point", type=_point, metavar="Y,X", help="Swin: input pixel whose window attention is drawn")
+    p.add_argument(
+        "--point",
+        type=_point,
+        metavar="Y,X",
+        help="input pixel whose token's attention each head draws (default layer: the last): over the image in a ViT, "
+        "in its window in a Swin",
+    )
+    p.add_argument("--adapters", help="adapter file (or peft folder) to put onto the checkpoint first")
     p.add_argument("--mask-ratio", type=float, help="reconstruction (MAE): share of patches hidden (default: 0.75)")
     p.add_argument("--head-fusion", choices=("mean", "max", "min"), default="mean", help="rollout head fusion")
     p.add_argument("--max-images", type=int, default=128, help="at most this many images (default 128)")
@@ -57,7 +64,7 @@ def _point(text: str) -> tuple[int, int]:
 def run(args: argparse.Namespace) -> int:
     from vitkit.viz.draw import visualize
 
-    kinds = "all" if "all" in (args.kind or []) else (args.kind or ["rollout"])
+    kinds = "all" if "all" in (args.kind or []) else args.kind  # None: the library's default
     paths = visualize(
         args.checkpoint,
         args.images,
@@ -72,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         dpi=args.dpi,
         mask_ratio=args.mask_ratio,
         point=args.point,
+        adapters=args.adapters,
     )
     for path in paths:
         print(path)

@@ -14,7 +14,10 @@ from typing import Any, ClassVar
 from vitkit.config.base import ModelConfig, check_rates, pair
 
 GLOBAL_POOLS = ("token", "avg")
-POS_EMBEDS = ("learned", "learned2d", "sincos2d", "none")
+# Paper Appendix D.4 (Table 8) compares none, 1D learned, 2D learned and relative; plus the fixed sin-cos tables of
+# Vaswani et al. (1D, over the flattened patch sequence) and MoCo v3 / MAE (2D). 'relative' is BEiT's learned
+# per-block bias on the attention logits, with no absolute embedding.
+POS_EMBEDS = ("learned", "learned2d", "sincos1d", "sincos2d", "relative", "none")
 ACTIVATIONS = ("gelu", "gelu_tanh")
 
 # name -> (width D, depth L, heads, MLP width); ViT paper Table 1, Ti and S from DeiT / "How to train your ViT".
@@ -103,6 +106,8 @@ class ViTConfig(ModelConfig):
             raise ValueError(
                 f"pos_embed={self.pos_embed!r} splits the width over two axes; embed_dim must be a multiple of 4"
             )
+        if self.pos_embed == "sincos1d" and self.embed_dim % 2:
+            raise ValueError("pos_embed='sincos1d' pairs a sine and a cosine per frequency; embed_dim must be even")
         if (self.stem_channels is None) != (self.stem_strides is None):
             raise ValueError("stem_channels and stem_strides go together: give both or neither")
         if self.stem_channels is not None:

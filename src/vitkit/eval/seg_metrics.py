@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from vitkit.utils.distributed import DistInfo, all_reduce_sum
@@ -32,6 +33,9 @@ class SegResult:
     acc: list[float]
     confusion: torch.Tensor
     classes: list[str] = field(default_factory=list)
+    # a few evaluated images as (uint8 image (H, W, 3), label map, prediction) for the report's picture
+    examples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False, compare=False)
+    palette: list[tuple[int, int, int]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def num_pixels(self) -> int:
@@ -177,5 +181,44 @@ def plot_seg_confusion(result: SegResult, path: str, max_labels: int = 40) -> st
     )
     fig.tight_layout()
     atomic_save_figure(fig, path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_seg_examples(result: SegResult, path: str) -> str:
+    """Image, ground truth and prediction side by side for ``result.examples``, coloured with its palette
+    (ignored pixels black), with the classes present named under each row. Needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from vitkit.eval.seg_inference import colorize
+
+    rows = len(result.examples)
+    if not rows:
+        raise ValueError("the evaluation kept no example images to draw")
+    names = result.classes or [str(i) for i in range(len(result.iou))]
+    fig, axes = plt.subplots(rows, 3, figsize=(9, 3.1 * rows), squeeze=False)
+    for row, (image, label, pred) in enumerate(result.examples):
+        ok = label != 255
+        accuracy = float((pred[ok] == label[ok]).mean()) if ok.any() else float("nan")
+        panels = (image, colorize(label, result.palette), colorize(pred, result.palette))
+        titles = ("image", "ground truth", f"prediction ({100 * accuracy:.0f}% of pixels right)")
+        for ax, panel, title in zip(axes[row], panels, titles):
+            ax.imshow(panel, interpolation="nearest")
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        present = [names[i] for i in np.unique(label[ok]) if i < len(names)]
+        axes[row][1].text(0.5, -0.06, ", ".join(present), transform=axes[row][1].transAxes, ha="center", va="top",
+                          fontsize=7)  # fmt: skip
+    fig.suptitle(f"Validation images (mIoU over the set {100 * result.mIoU:.1f}%)", fontsize=11)
+    shown = sorted({int(i) for _, label, pred in result.examples for i in np.unique(np.concatenate(
+        [label.ravel(), pred.ravel()])) if i < min(len(names), len(result.palette))})  # fmt: skip
+    handles = [Patch(facecolor=np.asarray(result.palette[i]) / 255, edgecolor="0.6", label=names[i]) for i in shown]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 if rows < 3 else 0.03, 1, 1))
+    atomic_save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path

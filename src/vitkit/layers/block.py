@@ -27,7 +27,8 @@ class Block(nn.Module):
 
     ``layer_scale`` (an initial value) scales each branch per channel (``ls1.gamma``, ``ls2.gamma``); without it
     the state dict is the plain block's. ``window_size`` restricts attention to windows of the token grid, which
-    ``forward`` then needs as ``grid``.
+    ``forward`` then needs as ``grid``. ``relative_grid`` gives attention a learned relative position bias over
+    that grid and ``num_prefix_tokens`` tokens before it (BEiT); ``forward``'s ``grid`` then resamples it.
     """
 
     def __init__(
@@ -44,12 +45,21 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         layer_scale: float | None = None,
         window_size: int | None = None,
+        relative_grid: tuple[int, int] | None = None,
+        num_prefix_tokens: int = 0,
     ) -> None:
         super().__init__()
         self.pre_norm = pre_norm
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(
-            dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop, window_size=window_size
+            dim,
+            num_heads,
+            qkv_bias=qkv_bias,
+            attn_drop=attn_drop,
+            proj_drop=proj_drop,
+            window_size=window_size,
+            relative_grid=relative_grid,
+            num_prefix_tokens=num_prefix_tokens,
         )
         self.ls1 = LayerScale(dim, layer_scale) if layer_scale is not None else nn.Identity()
         self.drop_path1 = DropPath(drop_path)
@@ -60,7 +70,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False, grid: tuple[int, int] | None = None):
         """(B, N, D) -> (B, N, D); with ``return_attention`` also this layer's (B, H, N, N) probabilities.
-        ``grid`` (rows, cols) of the N tokens is needed by windowed attention only."""
+        ``grid`` (rows, cols) of the N tokens is needed by windowed attention and by a relative bias at a new grid."""
         attn = None
         if self.pre_norm:
             y = self.attn(self.norm1(x), return_attention=return_attention, grid=grid)

@@ -1,4 +1,4 @@
-"""Position embeddings: fixed 2D sin-cos tables and 2D resampling of learned ones to a new patch grid.
+"""Position embeddings: fixed 1D and 2D sin-cos tables and 2D resampling of learned ones to a new patch grid.
 
 Resampling is how the paper fine-tunes at a higher resolution (Sec. 3.2): the patch-grid part of the table
 is interpolated in 2D while the entries of prefix tokens ([class], [dist]) are kept as they are.
@@ -10,6 +10,17 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+
+def sincos_1d(length: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Fixed 1D sin-cos table (Vaswani et al. 2017, Sec. 3.5): (length, dim), PE[p, 2i] = sin(p / T^(2i/dim)) and
+    PE[p, 2i+1] = cos(p / T^(2i/dim)), for positions p = 0 .. length-1 of the flattened (row-major) patch sequence."""
+    if dim % 2:
+        raise ValueError(f"sin-cos 1D position embeddings need an even width, got {dim}")
+    pos = torch.arange(length, dtype=torch.float64)[:, None]  # (length, 1)
+    omega = 1.0 / temperature ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (dim / 2,)
+    angle = pos * omega  # (length, dim / 2)
+    return torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(length, dim).float()  # interleaved sin, cos
 
 
 def sincos_2d(grid: tuple[int, int], dim: int, temperature: float = 10000.0) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 Self-attention runs inside non-overlapping MxM windows; every head adds a learned bias B[dh, dw] that depends
 only on the offset between query and key, looked up from a (2M-1)^2 x heads table through a fixed index
-(Eq. 4: softmax(QK^T / sqrt(d) + B) V). Shifted windows (Sec. 3.2, "cyclic shift") roll the map by M/2 and
-mask out pairs that the roll brought together from opposite edges.
+(Eq. 4: softmax(QK^T / sqrt(d) + B) V); index and resampling are shared with the ViT's bias (relative_position.py).
+Shifted windows (Sec. 3.2, "cyclic shift") roll the map by M/2 and mask out pairs that the roll brought together
+from opposite edges.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vitkit.layers.relative_position import gather_bias, relative_position_index, relative_table_size
 
 MASKED = -100.0  # the value the original code adds to masked pairs (exp(-100) is 0 in float32)
 
@@ -29,13 +32,6 @@ def window_reverse(windows: torch.Tensor, window: int, H: int, W: int) -> torch.
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, H, W, C)
 
 
-def relative_position_index(window: int) -> torch.Tensor:
-    """(M*M, M*M) index into the (2M-1)^2 bias table: (dh + M-1) * (2M-1) + (dw + M-1) for tokens i, j."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
-    rel = coords[:, :, None] - coords[:, None, :] + (window - 1)  # (2, M*M, M*M), offsets shifted to >= 0
-    return rel[0] * (2 * window - 1) + rel[1]
-
-
 def shifted_window_mask(H: int, W: int, window: int, shift: int, device=None) -> torch.Tensor | None:
     """(nW, M*M, M*M) additive mask for attention on a map rolled by ``-shift``: 0 where two tokens come from
     the same region of the unrolled map, ``MASKED`` where the roll made them neighbours. None without a shift."""
@@ -50,21 +46,6 @@ def shifted_window_mask(H: int, W: int, window: int, shift: int, device=None) ->
     windows = window_partition(label[None, :, :, None], window).squeeze(-1)  # (nW, M*M)
     differs = windows[:, None, :] != windows[:, :, None]
     return torch.zeros_like(differs, dtype=torch.float32).masked_fill(differs, MASKED)
-
-
-def resample_bias_table(table: torch.Tensor, window: int) -> torch.Tensor:
-    """Bicubically resample a ((2M-1)^2, heads) table to a new window, as the Swin code does when fine-tuning a
-    224 px model at 384 px with 12x12 windows (``load_pretrained`` in the official utils.py)."""
-    old = round(table.shape[0] ** 0.5)
-    new = 2 * window - 1
-    if old * old != table.shape[0]:
-        raise ValueError(f"a bias table of {table.shape[0]} rows is not (2M-1)^2 for a square window")
-    if old == new:
-        return table
-    heads = table.shape[1]
-    grid = table.float().T.reshape(1, heads, old, old)
-    grid = F.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
-    return grid.reshape(heads, new * new).T.contiguous().to(table.dtype)
 
 
 class WindowAttention(nn.Module):
@@ -84,7 +65,7 @@ class WindowAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.window = window
         self.attn_drop = attn_drop
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, num_heads))
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(relative_table_size(window), num_heads))
         # Fixed by the window size, so not saved (timm's and transformers' current layouts drop it too).
         self.register_buffer("relative_position_index", relative_position_index(window), persistent=False)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
@@ -93,9 +74,7 @@ class WindowAttention(nn.Module):
 
     def position_bias(self) -> torch.Tensor:
         """(heads, M*M, M*M) bias B of Eq. 4."""
-        n = self.window * self.window
-        bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]  # (N*N, heads)
-        return bias.reshape(n, n, self.num_heads).permute(2, 0, 1)
+        return gather_bias(self.relative_position_bias_table, self.relative_position_index)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, return_attention: bool = False):
         """(B * nW, N, D) windows -> (B * nW, N, D); ``mask`` is (nW, N, N) or None. With ``return_attention``

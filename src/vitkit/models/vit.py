@@ -5,6 +5,9 @@
     z_l = MLP(LN(z'_l)) + z'_l                            (Eq. 3)
     y = LN(z_L^0)                                         (Eq. 4)
 
+E_pos is a learned 1D or 2D table, a fixed 1D or 2D sin-cos one, or nothing (Appendix D.4); with 'relative' it is
+nothing and every MSA adds a learned bias B[offset] to its logits instead, softmax(QK^T / sqrt(d) + B) V (BEiT).
+
 State-dict names follow timm (``cls_token``, ``pos_embed``, ``blocks.{i}.attn.qkv.weight``, ...), so timm
 weights load without renaming.
 """
@@ -24,11 +27,17 @@ from vitkit.layers.conv_stem import ConvStem
 from vitkit.layers.drop import drop_path_rates
 from vitkit.layers.inputs import check_image_batch
 from vitkit.layers.patch_embed import PatchEmbed
-from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed, sincos_2d
+from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed, sincos_1d, sincos_2d
 from vitkit.models.features import chosen_indices
 
 # Learned tokens and position tables: initialised alike, and exempt from weight decay.
 _TOKEN_PARAMS = frozenset({"cls_token", "dist_token", "pos_embed", "pos_embed_row", "pos_embed_col"})
+_BIAS_TABLE = "relative_position_bias_table"  # per block with pos_embed='relative' (timm's BEiT name)
+
+
+def _is_position_param(name: str) -> bool:
+    """Tokens, absolute tables and relative bias tables (BEiT initialises and exempts them all alike)."""
+    return name in _TOKEN_PARAMS or name.endswith("." + _BIAS_TABLE)
 
 
 def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
@@ -69,7 +78,7 @@ class VisionTransformer(nn.Module):
             # Paper Appendix D.4: an X- and a Y-embedding of D/2 each, concatenated per patch.
             self.pos_embed_row = nn.Parameter(torch.zeros(1, gh, D // 2))
             self.pos_embed_col = nn.Parameter(torch.zeros(1, gw, D // 2))
-        elif cfg.pos_embed == "sincos2d":
+        elif cfg.pos_embed in ("sincos1d", "sincos2d"):  # fixed: recomputed, never saved
             self.register_buffer("pos_embed", self._sincos_table((gh, gw)), persistent=False)
         self.pos_drop = nn.Dropout(cfg.pos_drop_rate)
 
@@ -88,6 +97,9 @@ class VisionTransformer(nn.Module):
                     attn_drop=cfg.attn_drop_rate,
                     proj_drop=cfg.proj_drop_rate,
                     drop_path=rate,
+                    # 'relative' (BEiT): each block's attention adds its own learned bias, no absolute table.
+                    relative_grid=cfg.grid_size if cfg.pos_embed == "relative" else None,
+                    num_prefix_tokens=self.num_prefix_tokens,
                 )
                 for rate in rates
             ]
@@ -113,8 +125,10 @@ class VisionTransformer(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- set-up
     def _sincos_table(self, grid: tuple[int, int]) -> torch.Tensor:
-        table = sincos_2d(grid, self.cfg.embed_dim)
-        prefix = torch.zeros(self.num_prefix_tokens, self.cfg.embed_dim)
+        """(1, prefix + gh*gw, D) fixed table; prefix tokens get zero entries (no position), as in MAE."""
+        D = self.cfg.embed_dim
+        table = sincos_1d(grid[0] * grid[1], D) if self.cfg.pos_embed == "sincos1d" else sincos_2d(grid, D)
+        prefix = torch.zeros(self.num_prefix_tokens, D)
         return torch.cat([prefix, table]).unsqueeze(0)
 
     def _make_head(self, num_classes: int) -> nn.Module:
@@ -125,7 +139,7 @@ class VisionTransformer(nn.Module):
         """Reference initialisation: truncated-normal tokens and position tables (std 0.02), truncated-normal
         Linear weights with zero biases, LeCun-normal patch projection, and a zero head when ``zero_head``."""
         for name, param in self.named_parameters():
-            if name in _TOKEN_PARAMS:
+            if _is_position_param(name):
                 trunc_normal_(param, std=0.02)
         for module in self.modules():
             if isinstance(module, nn.Linear):
@@ -162,8 +176,9 @@ class VisionTransformer(nn.Module):
                 nn.init.zeros_(head.bias)
 
     def no_weight_decay(self) -> set[str]:
-        """Parameters that weight decay should skip: tokens and position tables (norms and biases too, by rule)."""
-        return {n for n, _ in self.named_parameters() if n in _TOKEN_PARAMS}
+        """Parameters that weight decay should skip: tokens, position tables and relative bias tables (norms and
+        biases too, by rule)."""
+        return {n for n, _ in self.named_parameters() if _is_position_param(n)}
 
     def group_matcher(self, coarse: bool = False) -> dict[str, str]:
         """Parameter groups for layer-wise learning-rate decay (timm's convention): the embedding, then one group
@@ -194,9 +209,10 @@ class VisionTransformer(nn.Module):
             )
 
     def position_table(self, grid: tuple[int, int]) -> torch.Tensor | None:
-        """(1, prefix + gh*gw, D) position embeddings for ``grid``, resampled in 2D when it differs."""
+        """(1, prefix + gh*gw, D) position embeddings for ``grid``, resampled in 2D when it differs (sin-cos ones
+        recomputed); None when nothing is added to the tokens ('none', and 'relative', whose bias is in attention)."""
         kind = self.cfg.pos_embed
-        if kind == "none":
+        if kind in ("none", "relative"):
             return None
         if kind == "learned2d":
             rows = resample_axis_embed(self.pos_embed_row, grid[0])  # (1, gh, D/2)
@@ -208,9 +224,16 @@ class VisionTransformer(nn.Module):
             return torch.cat([prefix, table], dim=1)
         if grid == self.cfg.grid_size:
             return self.pos_embed
-        if kind == "sincos2d":
+        if kind in ("sincos1d", "sincos2d"):
             return self._sincos_table(grid).to(self.pos_embed)
         return resample_pos_embed(self.pos_embed, grid, self.cfg.grid_size, self.num_prefix_tokens)
+
+    def position_bias(self, grid: tuple[int, int] | None = None) -> torch.Tensor | None:
+        """(L, H, T, T) relative position bias every block adds to its attention logits at ``grid`` (default: the
+        configured one), T = prefix + gh*gw; None unless ``pos_embed='relative'``."""
+        if self.cfg.pos_embed != "relative":
+            return None
+        return torch.stack([block.attn.position_bias(grid) for block in self.blocks])
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, prefix + N, D): patches, prefix tokens and position embeddings (Eq. 1)."""
@@ -234,26 +257,31 @@ class VisionTransformer(nn.Module):
         their probabilities (B, H, T, T) from an explicit softmax (the fused kernel never forms them). The one
         pass every other forward uses."""
         stop = max(wanted) + 1 if stop_early and wanted else len(self.blocks)
+        grid = self._grid_of((x.shape[-2], x.shape[-1]))  # a relative bias needs the token grid
         x = self.embed(x)  # (B, T, D)
         outputs, maps = [], []
         for i, block in enumerate(self.blocks[:stop]):
             if attention and i in wanted:
-                x, attn = block(x, return_attention=True)  # (B, T, D), (B, H, T, T)
+                x, attn = block(x, return_attention=True, grid=grid)  # (B, T, D), (B, H, T, T)
                 maps.append(attn)
             elif self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, grid=grid, use_reentrant=False)
             else:
-                x = block(x)
+                x = block(x, grid=grid)
             if i in wanted:
                 outputs.append(self.norm(x) if norm else x)
         return self.norm(x), outputs, maps
+
+    def _grid_of(self, size: tuple[int, int]) -> tuple[int, int]:
+        """Patch grid (rows, cols) of images of ``size`` (H, W)."""
+        return (size[0] // self.cfg.patch_stride[0], size[1] // self.cfg.patch_stride[1])
 
     def _wanted(self, indices: int | list[int] | tuple[int, ...] | None) -> set[int]:
         return set(chosen_indices(indices, len(self.blocks)))
 
     def _to_maps(self, tokens: list[torch.Tensor], size: tuple[int, int]) -> list[torch.Tensor]:
         """(B, T, D) tokens -> (B, D, gh, gw) maps of the patch tokens (prefix tokens dropped)."""
-        gh, gw = size[0] // self.cfg.patch_stride[0], size[1] // self.cfg.patch_stride[1]
+        gh, gw = self._grid_of(size)
         return [t[:, self.num_prefix_tokens :].transpose(1, 2).reshape(t.shape[0], -1, gh, gw) for t in tokens]
 
     def forward_intermediates(

@@ -60,8 +60,12 @@ def create_app(engine: Engine | SegmentEngine) -> FastAPI:
     metrics = Metrics()
     model_thread = ThreadPoolExecutor(1, thread_name_prefix="vitkit-model")
     segments = isinstance(engine, SegmentEngine)
-    batcher = None if segments else DynamicBatcher(  # segmentation answers one image per call (sizes differ)
-        engine.probabilities, model_thread, settings.max_batch, settings.max_wait_ms, metrics.batch
+    batcher = (
+        None
+        if segments
+        else DynamicBatcher(  # segmentation answers one image per call (sizes differ)
+            engine.probabilities, model_thread, settings.max_batch, settings.max_wait_ms, metrics.batch
+        )
     )
 
     @asynccontextmanager
@@ -76,6 +80,7 @@ def create_app(engine: Engine | SegmentEngine) -> FastAPI:
 
     # No /docs or /redoc: their pages load scripts from a CDN, and this server works offline.
     app = FastAPI(title="vitkit", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.batcher = batcher
     app.add_middleware(Guard, metrics=metrics, max_upload_bytes=settings.max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -206,4 +211,11 @@ def serve(checkpoint: str | Path, settings: ServeSettings | None = None, log_lev
     app = create_app(engine)
     print(f"vitkit serve: {engine.name} on http://{settings.host}:{settings.port}/ (Ctrl+C to stop)", flush=True)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False)
-    uvicorn.Server(config).run()
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:
+            super().handle_exit(sig, frame)
+            if app.state.batcher is not None:  # requests in flight must not wait for a batch that cannot fill
+                app.state.batcher.hurry()
+
+    Server(config).run()

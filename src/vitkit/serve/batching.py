@@ -36,10 +36,20 @@ class DynamicBatcher:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.arrived = asyncio.Event()
         self.worker: asyncio.Task | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
+        self.hurried = False
 
     def start(self) -> None:
-        self.worker = asyncio.get_running_loop().create_task(self._work(), name="vitkit-batcher")
+        self.loop = asyncio.get_running_loop()
+        self.worker = self.loop.create_task(self._work(), name="vitkit-batcher")
+
+    def hurry(self) -> None:
+        """Stop waiting for company: a server shutting down runs what it holds at once, as no more requests will
+        come to fill the batch (callable from any thread, e.g. a signal handler)."""
+        self.hurried = True
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.arrived.set)
 
     async def submit(self, item: Any) -> Any:
         if self.closed:
@@ -78,7 +88,7 @@ class DynamicBatcher:
             if self._take(batch):
                 return batch, True
             remaining = deadline - loop.time()
-            if len(batch) >= self.max_batch or remaining <= 0:
+            if len(batch) >= self.max_batch or remaining <= 0 or self.hurried:
                 return batch, False
             self.arrived.clear()
             try:

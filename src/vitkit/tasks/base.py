@@ -70,6 +70,7 @@ class Task:
     objectives: ClassVar[tuple[str, ...]] = ()  # recipe objective names this task trains with; the first is default
     best_metric: ClassVar[str] = "eval_loss"  # the evaluation number that picks checkpoints/best.pt ...
     higher_is_better: ClassVar[bool] = False  # ... and which way is better
+    percentages: ClassVar[tuple[str, ...]] = ()  # evaluation numbers that are fractions, shown as percentages
 
     # ------------------------------------------------------------------------------------------------ data
     def data_config_class(self) -> type:

@@ -37,6 +37,7 @@ class Classification(Task):
     objectives = ("classification", "distillation")
     best_metric = "top1"
     higher_is_better = True
+    percentages = ("top1", "top5")
 
     def data_config_class(self) -> type:
         return DataConfig

@@ -22,8 +22,8 @@ from vitkit.data.augment import normalize
 from vitkit.data.seg_config import SegDataConfig
 from vitkit.data.seg_datasets import build_seg_dataset
 from vitkit.eval.seg_inference import segment
-from vitkit.eval.seg_metrics import SegMetricAccumulator, SegResult, plot_seg_confusion
-from vitkit.eval.seg_prediction import eval_settings, segment_images
+from vitkit.eval.seg_metrics import SegMetricAccumulator, SegResult, plot_seg_confusion, plot_seg_examples
+from vitkit.eval.seg_prediction import eval_settings, palette_of, segment_images
 from vitkit.tasks.base import EvalContext, Task
 from vitkit.utils.device import autocast_for
 from vitkit.utils.files import atomic_write_text
@@ -32,6 +32,9 @@ from vitkit.utils.progress import ProgressBar
 
 def _pair(value: int | Sequence[int]) -> list[int]:
     return [int(value)] * 2 if isinstance(value, int) else [int(v) for v in value]
+
+
+EXAMPLES = 4  # validation images drawn beside their ground truth and prediction in the report (examples.png)
 
 
 class Normalise:
@@ -49,6 +52,7 @@ class SegmentationTask(Task):
     objectives = ("segmentation",)
     best_metric = "mIoU"
     higher_is_better = True
+    percentages = ("mIoU", "mAcc", "aAcc")
 
     def data_config_class(self) -> type:
         return SegDataConfig
@@ -116,6 +120,7 @@ class SegmentationTask(Task):
         acc = SegMetricAccumulator(model.cfg.num_classes, ignore, device=ctx.device)
         total = len(loader) if hasattr(loader, "__len__") else 0
         bar = ProgressBar(total, "eval", enabled=ctx.progress and total > 1)
+        examples: list = []
         for i, (images, labels) in enumerate(loader):
             images, labels = images.to(ctx.device), labels.to(ctx.device)
             x = ctx.transform(images, labels)[0] if ctx.transform is not None else images.float()
@@ -123,11 +128,17 @@ class SegmentationTask(Task):
                 pred = segment(model, x, settings["mode"], settings["crop"], settings["stride"],
                                out_size=tuple(labels.shape[-2:]))  # fmt: skip
             acc.update(pred, labels)
+            for image, label, p in zip(images, labels, pred):
+                if len(examples) < EXAMPLES:  # kept for the report's picture
+                    examples.append((image.permute(1, 2, 0).cpu().numpy(), label.cpu().numpy(), p.cpu().numpy()))
             bar.update(i + 1)
         bar.close()
         model.train(was_training)
         acc.all_reduce(ctx.dist)
-        return acc.compute(classes)
+        result = acc.compute(classes)
+        result.examples = examples
+        result.palette = [tuple(c) for c in ctx.info.get("palette") or palette_of(model.cfg)]
+        return result
 
     def write_report(self, report: SegResult, out_dir: str | Path) -> list[Path]:
         import json
@@ -136,6 +147,8 @@ class SegmentationTask(Task):
         out.mkdir(parents=True, exist_ok=True)
         written = [atomic_write_text(json.dumps(report.to_dict(), indent=1), out / "metrics.json")]
         written.append(Path(plot_seg_confusion(report, str(out / "confusion.png"))))
+        if report.examples:
+            written.append(Path(plot_seg_examples(report, str(out / "examples.png"))))
         return written
 
     def predict(self, model: nn.Module, paths: Sequence[str], **options: Any) -> list[Any]:

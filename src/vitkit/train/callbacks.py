@@ -39,6 +39,12 @@ class Callback:
         """After training, with the :class:`~vitkit.train.loop.TrainResult`."""
 
 
+def _task(trainer: Any) -> Any:
+    """The task whose numbers the trainer's evaluations report (None without an evaluator)."""
+    evaluator = getattr(trainer, "evaluator", None)
+    return evaluator.task if evaluator is not None else None
+
+
 def default_callbacks(train: Any, run_dir: Path | None) -> list[Callback]:
     """Rank 0's built-in callbacks for a ``TrainConfig``: progress bar, console lines, metrics files."""
     return [ProgressCallback(train.progress), ConsoleLog()] + (
@@ -62,7 +68,7 @@ class ConsoleLog(Callback):
         )
 
     def on_epoch(self, trainer: Any, row: dict[str, Any]) -> None:
-        log.info(format_epoch(row, trainer.num_epochs))
+        log.info(format_epoch(row, trainer.num_epochs, _task(trainer)))
 
 
 class ProgressCallback(Callback):
@@ -117,6 +123,8 @@ class MetricsLog(Callback):
     def on_end(self, trainer: Any, result: Any) -> None:
         self.log.close()
         try:
-            plot_metrics(read_metrics(self.log.path), self.run_dir / "plots")
+            task = _task(trainer)
+            percentages = task.percentages if task is not None else ()
+            plot_metrics(read_metrics(self.log.path), self.run_dir / "plots", percentages)
         except ImportError:  # matplotlib is optional: metrics.jsonl holds every figure
             log.info("note: matplotlib is not installed, so no plots were drawn (pip install 'vitkit[viz]')")

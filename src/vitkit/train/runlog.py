@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,20 @@ def _tensorboard_writer(folder: Path):
     return SummaryWriter(str(folder))
 
 
-def format_epoch(row: dict[str, Any], num_epochs: int) -> str:
-    """The one-line epoch summary printed during training."""
+def format_number(key: str, value: float, percentages: Collection[str] = ()) -> str:
+    """``key value``: a fraction the task names in ``percentages`` as a percentage, anything else as it is."""
+    return f"{key} {100 * value:.2f}%" if key in percentages else f"{key} {value:.4g}"
+
+
+def format_epoch(row: dict[str, Any], num_epochs: int, task: Any = None) -> str:
+    """The one-line epoch summary printed during training, with the evaluation numbers ``task`` reports."""
     parts = [f"epoch {row['epoch']}/{num_epochs}", f"step {row['step']}"]
     if row.get("train_loss") is not None:
         parts.append(f"train_loss {row['train_loss']:.4f}")
-    if "top1" in row:
-        parts += [
-            f"top1 {100 * row['top1']:.2f}%",
-            f"top5 {100 * row['top5']:.2f}%",
-            f"eval_loss {row['eval_loss']:.4f}",
-        ]
+    if task is not None:
+        keys = [*task.percentages, task.best_metric, "eval_loss"]
+        percentages = task.percentages
+        parts += [format_number(k, row[k], percentages) for k in dict.fromkeys(keys) if row.get(k) is not None]
     parts += [f"lr {row['lr']:.2e}", f"{row['img_per_s']:.0f} img/s", f"wall {format_duration(row['wall_time'])}"]
     return "  ".join(parts)
 
@@ -93,8 +97,11 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def plot_metrics(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Draw loss, accuracy (against epoch and against wall time) and learning rate as PNG files."""
+def plot_metrics(
+    rows: list[dict[str, Any]], out_dir: str | Path, percentages: Sequence[str] = ("top1", "top5")
+) -> list[Path]:
+    """Draw loss, learning rate and the evaluation's ``percentages`` (the task's fractions, against epoch and
+    against wall time; ``accuracy.png``) as PNG files."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,7 +110,8 @@ def plot_metrics(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     steps = [r for r in rows if r.get("kind") == "step"]
-    epochs = [r for r in rows if r.get("kind") == "epoch" and r.get("top1") is not None]
+    shown = [k for k in percentages if any(r.get(k) is not None for r in rows if r.get("kind") == "epoch")]
+    epochs = [r for r in rows if r.get("kind") == "epoch" and shown and r.get(shown[0]) is not None]
     written = []
 
     def save(fig, name: str) -> None:
@@ -130,11 +138,11 @@ def plot_metrics(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
 
     if epochs:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-        for key, label in (("top1", "top-1"), ("top5", "top-5")):
-            ax1.plot([r["epoch"] for r in epochs], [100 * r[key] for r in epochs], "o-", label=label)
-            ax2.plot([r["wall_time"] / 60 for r in epochs], [100 * r[key] for r in epochs], "o-", label=label)
-        ax1.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy by epoch")
-        ax2.set(xlabel="wall time (min)", title="Accuracy by wall time")
+        for key in shown:
+            ax1.plot([r["epoch"] for r in epochs], [100 * r[key] for r in epochs], "o-", label=key)
+            ax2.plot([r["wall_time"] / 60 for r in epochs], [100 * r[key] for r in epochs], "o-", label=key)
+        ax1.set(xlabel="epoch", ylabel="%", title="Evaluation by epoch")
+        ax2.set(xlabel="wall time (min)", title="Evaluation by wall time")
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
             ax.legend()

@@ -13,35 +13,47 @@ from vitkit.families import family_of
 from vitkit.registry import create_model, list_models
 from vitkit.viz.capture import image_size_pair, iter_attention_maps, prepare_model, token_grid
 from vitkit.viz.distance import model_attention_distance, patch_distances
-from vitkit.viz.embeddings import filter_components, position_similarity
+from vitkit.viz.embeddings import filter_components
 from vitkit.viz.images import find_images, image_labels, load_images, to_display, to_input
 from vitkit.viz.kinds import KINDS, NEEDS_IMAGES
 from vitkit.viz.plot import (
     plot_attention_distance,
     plot_filters,
     plot_head_attention,
-    plot_position_similarity,
+    plot_point_attention,
     plot_rollout,
 )
+from vitkit.viz.positions import draw_position_picture, position_picture_title
 from vitkit.viz.reconstruction import draw_reconstructions
 from vitkit.viz.rollout import attention_rollout, point_token, query_attention, rollout_map
 from vitkit.viz.swin import draw_swin
+from vitkit.weights.hub import is_hub_name
 
 ROWS_PER_PAGE = 8
+POINT_KINDS = ("heads", "rollout")  # the kinds whose query ``point`` chooses
 
 
 def load_model(checkpoint: str | Path | nn.Module, adapters: str | Path | None = None) -> tuple[nn.Module, str]:
-    """A model and a display name from a module, anything ``load_pretrained`` reads (with ``adapters`` put onto
-    it), or a registered name (random weights, for a quick look at the machinery)."""
+    """A model and a display name from a module, anything ``load_pretrained`` reads (a file, a folder, a hub name;
+    with ``adapters`` put onto it), or a registered name (random weights, for a quick look at the machinery)."""
     if isinstance(checkpoint, nn.Module):
+        if adapters is not None:
+            raise ValueError("adapters go onto a checkpoint loaded from disk; pass its path, or add them to the module")
         return checkpoint, type(checkpoint).__name__
     path = Path(checkpoint)
+    plus = f" + {Path(adapters).name}" if adapters is not None else ""
+    if is_hub_name(str(checkpoint)):
+        return load_pretrained(str(checkpoint), adapters=adapters), f"{checkpoint}{plus}"
     if path.exists():
         shown = path.resolve()
-        return load_pretrained(
-            path, adapters=adapters
-        ), f"{shown.parent.name}/{shown.name}" if path.is_file() else shown.name
+        name = f"{shown.parent.name}/{shown.name}" if path.is_file() else shown.name
+        return load_pretrained(path, adapters=adapters), name + plus
     if str(checkpoint) in list_models():
+        if adapters is not None:
+            raise ValueError(
+                f"adapters were trained on a checkpoint, not on a randomly initialised {checkpoint}; pass the "
+                "checkpoint they were trained from"
+            )
         return create_model(str(checkpoint)), f"{checkpoint} (random weights)"
     raise FileNotFoundError(
         f"{str(checkpoint)!r} is neither an existing checkpoint nor a registered model name; pass a checkpoint "
@@ -98,6 +110,19 @@ def _head_figures(pixels, heads, layers: list[int], paths, out_dir: Path, title:
     return written
 
 
+def _point_figures(pixels, heads, layer: int, point, stride, paths, out_dir: Path, title: str, dpi: int) -> list[Path]:
+    """One figure per image of one layer's (heads, gh, gw) attention of the query patch:
+    heads-<n>-<stem>-layer<l>-y<Y>x<X>.png."""
+    labels = image_labels(paths)
+    written = []
+    for i, label in enumerate(labels):
+        stem = label.rsplit(".", 1)[0].replace("/", "-")
+        file = out_dir / f"heads-{i + 1}-{stem}-layer{layer + 1}-y{point[0]}x{point[1]}.png"
+        text = f"{title}, layer {layer + 1} ({label})"
+        written.append(plot_point_attention(pixels[i], heads[layer, i], point, stride, file, title=text, dpi=dpi))
+    return written
+
+
 def resolve_layer(layer: int | None, depth: int) -> int | None:
     """A 1-based layer number (negative counts from the end, -1 = last) as a 0-based index; None stays None."""
     if layer is None:
@@ -110,7 +135,7 @@ def resolve_layer(layer: int | None, depth: int) -> int | None:
 def visualize(
     checkpoint: str | Path | nn.Module,
     images: Sequence[str | Path] = (),
-    kinds: str | Sequence[str] = "rollout",
+    kinds: str | Sequence[str] | None = None,
     out_dir: str | Path = "viz",
     *,
     layer: int | None = None,
@@ -124,16 +149,19 @@ def visualize(
     point: tuple[int, int] | None = None,
     adapters: str | Path | None = None,
 ) -> list[Path]:
-    """Draw the requested ``kinds`` (see :data:`KINDS`, or ``'all'``: all that apply to the model) for a model and
-    write PNGs to ``out_dir``; what applies is the model's family's to say, and a kind that does not is refused in
-    one line saying why.
+    """Draw the requested ``kinds`` (see :data:`KINDS`, or ``'all'``: all that apply to the model; default
+    ``'rollout'``, or ``'heads'`` with a ``point``) for a model and write PNGs to ``out_dir``; what applies is the
+    model's family's to say, and a kind that does not is refused in one line saying why.
 
     ``images`` are files or folders; they are resized and centre-cropped to ``img_size`` (default: the model's),
     which may be any multiple of the patch size. ``layer`` (1-based, -1 = last) picks the layer whose heads
-    are drawn (default: all layers) and where rollout stops (default: the last layer). ``point`` (y, x) in input
-    pixels draws each head's attention of the patch under that pixel instead of the class token's. ``adapters``
-    puts saved adapters onto the checkpoint first. Returns the files written.
+    are drawn (default: all layers; the last with a ``point``) and where rollout stops (default: the last layer).
+    ``point`` (y, x) in input pixels draws each head's attention of the token under that pixel instead of the
+    readout's (which regions that patch looks at): over the whole image in a ViT, in its window in a Swin.
+    ``adapters`` puts saved adapters onto the checkpoint first. Returns the files written.
     """
+    if kinds is None:
+        kinds = "heads" if point is not None else "rollout"
     everything = kinds == "all"
     kinds = list(KINDS) if everything else [kinds] if isinstance(kinds, str) else list(kinds)
     unknown = [k for k in kinds if k not in KINDS]
@@ -142,6 +170,8 @@ def visualize(
     model, name = load_model(checkpoint, adapters)
     family = family_of(model)
     applicable = family.views(model.cfg)
+    if point is not None:
+        _check_point_kinds(family.name, applicable, kinds, everything)
     if everything:
         kinds = list(applicable)
     for kind in kinds:
@@ -155,6 +185,19 @@ def visualize(
     return VIEWERS[family.viewer](model, name, kinds, images, Path(out_dir), **options)
 
 
+def _check_point_kinds(family: str, applicable: Sequence[str], kinds: list[str], everything: bool) -> None:
+    """A ``point`` chooses the query token of per-head attention (and of a ViT's rollout): refused in one line for
+    a model that draws no such attention, and for kinds it would not change."""
+    if "heads" not in applicable:
+        shown = f"it draws {list(applicable)}" if applicable else "it draws no attention"
+        raise ValueError(
+            f"--point draws each head's attention of the token under a pixel (--kind heads), which a {family!r} model "
+            f"does not have; {shown}"
+        )
+    if not everything and not set(kinds) & set(POINT_KINDS):
+        raise ValueError(f"--point chooses the query of --kind heads (or rollout), not of {kinds}; add --kind heads")
+
+
 def draw_tokens(
     model: nn.Module, name: str, kinds: list[str], images: Sequence[str | Path], out_dir: Path, *,
     layer: int | None = None, img_size: int | Sequence[int] | None = None, head_fusion: str = "mean",
@@ -162,7 +205,8 @@ def draw_tokens(
     point: tuple[int, int] | None = None, **unused: object,
 ) -> list[Path]:  # fmt: skip
     """The paper's pictures of a ViT (global attention over a token sequence): rollout, per-head attention of the
-    readout (or of the patch under ``point``), mean attention distance, position-embedding similarity, filters."""
+    readout (or, for one layer, of the patch under ``point``), mean attention distance, position-embedding
+    similarity, filters."""
     paths = find_images(images, max_images)
     wanting = [k for k in kinds if k in NEEDS_IMAGES]
     if wanting and not paths:
@@ -186,7 +230,11 @@ def draw_tokens(
     if "rollout" in kinds:
         title = f"{name}: attention rollout to the {readout}, layers 1-{stop}"
         written += _rollout_pages(pixels, heat, paths, out_dir, title, dpi)
-    if "heads" in kinds:
+    if "heads" in kinds and query is not None:
+        title = f"{name}: attention of the {readout} per head"
+        last = cfg.depth - 1 if index is None else index
+        written += _point_figures(pixels, heads, last, point, cfg.patch_stride, paths, out_dir, title, dpi)
+    elif "heads" in kinds:
         layers = list(range(cfg.depth)) if index is None else [index]
         title = f"{name}: attention of the {readout} per head"
         written += _head_figures(pixels, heads[layers], layers, paths, out_dir, title, dpi)
@@ -198,9 +246,8 @@ def draw_tokens(
         written.append(plot_attention_distance(dist, file, title=title, uniform=uniform, dpi=dpi))
 
     if "posembed" in kinds:
-        sim = position_similarity(model)
-        title = f"{name}: position embedding similarity ({cfg.pos_embed})"
-        written.append(plot_position_similarity(sim, out_dir / "posembed.png", title=title, dpi=dpi))
+        title = f"{name}: {position_picture_title(model)}"
+        written.append(draw_position_picture(model, out_dir / "posembed.png", title=title, dpi=dpi))
 
     if "filters" in kinds:
         comps, ratio = filter_components(model)

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from vitkit.utils.files import atomic_save_figure
 
@@ -202,23 +204,29 @@ def plot_position_similarity(
     title: str = "Position embedding similarity",
     width: float = 6.4,
     dpi: int = 100,
+    label: str = "Cosine similarity",
+    limits: tuple[float, float] | None = (-1.0, 1.0),
 ) -> Path:
     """(gh, gw, gh, gw) cosine similarities as a gh x gw grid of small maps (paper Fig. 7 centre): the tile at
-    row i, column j shows how patch (i, j)'s embedding resembles every other patch's."""
+    row i, column j shows how patch (i, j)'s embedding resembles every other patch's. Other pairwise maps (a
+    relative position bias) pass their colour-bar ``label``; ``limits`` None spans the values' range."""
     import matplotlib as mpl
 
     gh, gw = similarity.shape[:2]
+    if limits is None:  # the values' own range
+        low, high = float(similarity.min()), float(similarity.max())
+        limits = (low, max(high, low + 1e-12))
     fig = Figure(figsize=grid_figsize(gh, gw, width / max(gh, gw)), layout="constrained")
     ax = fig.subplots()
     cmap = mpl.colormaps["viridis"].with_extremes(bad="white")
-    shown = ax.imshow(similarity_mosaic(similarity), cmap=cmap, vmin=-1.0, vmax=1.0, interpolation="nearest")
+    shown = ax.imshow(similarity_mosaic(similarity), cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest")
     ax.set_xticks(np.arange(gw) * (gw + 1) + (gw - 1) / 2, [str(j + 1) for j in range(gw)], fontsize=7)
     ax.set_yticks(np.arange(gh) * (gh + 1) + (gh - 1) / 2, [str(i + 1) for i in range(gh)], fontsize=7)
     ax.tick_params(length=0)
     ax.set_frame_on(False)
     ax.set_xlabel("Input patch column")
     ax.set_ylabel("Input patch row")
-    fig.colorbar(shown, ax=ax, shrink=0.8, label="Cosine similarity")
+    fig.colorbar(shown, ax=ax, shrink=0.8, label=label)
     _title(fig, title)
     return save_figure(fig, path, dpi)
 
@@ -256,4 +264,38 @@ def plot_filters(
         label = f"PC {n + 1}" + (f" ({100 * float(explained[n]):.1f}%)" if explained is not None else "")
         ax.set_title(label, fontsize=6)
     _title(fig, title or f"Embedding filters (first {k} principal components)")
+    return save_figure(fig, path, dpi)
+
+
+def plot_point_attention(
+    image: np.ndarray, maps: torch.Tensor, point: tuple[int, int], stride: tuple[int, int], path: str | Path, *,
+    title: str, panel: float = 2.0, dpi: int = 100,
+) -> Path:  # fmt: skip
+    """Each head's attention (heads, gh, gw) of the patch under pixel ``point`` (y, x) over ``image`` (H, W, 3), a
+    near-square grid of heads with the query patch outlined and the pixel marked. Maps are drawn as whole token
+    cells of ``stride`` pixels (not interpolated, so each cell is one key's weight), each scaled to its maximum."""
+    heads = maps.shape[0]
+    cols = math.ceil(math.sqrt(heads))
+    rows = math.ceil(heads / cols)
+    fig = Figure(figsize=grid_figsize(rows, cols, panel), layout="constrained")
+    axes = np.asarray(fig.subplots(rows, cols, squeeze=False))
+    (ph, pw), (y, x) = stride, point
+    corner = (x // pw * pw - 0.5, y // ph * ph - 0.5)  # the query patch, in imshow's pixel-centre coordinates
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_frame_on(False)
+    for h, ax in zip(range(heads), axes.ravel()):
+        heat = maps[h].double().numpy()
+        heat = np.kron(heat / max(heat.max(), 1e-12), np.ones((ph, pw)))  # (gh, gw) -> (H, W) token cells
+        ax.set_frame_on(True)
+        ax.imshow(image)
+        ax.imshow(heat, cmap=HEAT_CMAP, alpha=0.55, vmin=0.0, vmax=1.0)
+        ax.add_patch(Rectangle(corner, pw, ph, fill=False, edgecolor="white", linewidth=1.5))
+        ax.plot(x, y, marker="+", color="white", markersize=7, mew=1.5)
+        ax.set_title(f"head {h + 1}", fontsize=8)
+    fig.colorbar(ScalarMappable(cmap=HEAT_CMAP), ax=axes.ravel().tolist(), shrink=0.8,
+                 label="attention (max of each head = 1)")  # fmt: skip
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.55 * 11)))  # wrapped to the figure's width, as plot.py does
+    fig.suptitle(textwrap.fill(title, chars), fontsize=11)
     return save_figure(fig, path, dpi)

@@ -1,7 +1,8 @@
 """The only place where checkpoint tensors change shape: position tables and classifier heads.
 
 - Position embeddings are resampled in 2D to a new patch grid (paper Sec. 3.2, fine-tuning at a higher
-  resolution), prefix entries ([class], [dist]) kept as they are.
+  resolution), prefix entries ([class], [dist]) kept as they are; so are the relative position bias tables of
+  pos_embed='relative' (BEiT), per block and head.
 - Formats that add position embeddings to the patches only (big_vision, timm's ``no_embed_class``) get zero
   entries for the prefix tokens, which is exactly equivalent.
 - A new number of classes drops the old head for a zero-initialised one (paper Sec. 3.2), with a log line.
@@ -16,12 +17,14 @@ import torch
 
 from vitkit.config import ModelConfig, ViTConfig
 from vitkit.layers.pos_embed import resample_axis_embed, resample_pos_embed
+from vitkit.layers.relative_position import resample_bias_table
 from vitkit.weights.errors import CheckpointError
 
 log = logging.getLogger("vitkit.weights")
 
 HEAD_PREFIXES = ("head.", "head_dist.")
 PRE_LOGITS_PREFIX = "pre_logits."
+RELATIVE_TABLE = ".attn.relative_position_bias_table"  # one per block with pos_embed='relative'
 
 
 def position_grid(
@@ -94,6 +97,10 @@ def adapt_vit(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTConfig) ->
 
 
 def _resample_positions(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViTConfig) -> None:
+    """Learned position tensors to ``dst``'s grid, in place; fixed sin-cos tables are not saved (they are
+    recomputed at the new grid)."""
+    tables = [k for k in state if k.endswith(RELATIVE_TABLE)]
+    what = "position embeddings"
     if src.pos_embed == "learned" and "pos_embed" in state:
         state["pos_embed"] = resample_pos_embed(
             state["pos_embed"], dst.grid_size, src.grid_size, num_prefix_tokens=src.num_prefix_tokens
@@ -101,6 +108,11 @@ def _resample_positions(state: dict[str, torch.Tensor], src: ViTConfig, dst: ViT
     elif src.pos_embed == "learned2d" and "pos_embed_row" in state:
         state["pos_embed_row"] = resample_axis_embed(state["pos_embed_row"], dst.grid_size[0])
         state["pos_embed_col"] = resample_axis_embed(state["pos_embed_col"], dst.grid_size[1])
+    elif src.pos_embed == "relative" and tables:
+        # BEiT's resize_rel_pos_bias_table: each (2Gh-1) x (2Gw-1) offset grid bicubically, prefix entries kept.
+        for key in tables:
+            state[key] = resample_bias_table(state[key], dst.grid_size, src.grid_size, src.num_prefix_tokens)
+        what = f"{len(tables)} relative position bias tables (bicubic)"
     else:
         return
-    log.info("resampled position embeddings from a %dx%d to a %dx%d patch grid", *src.grid_size, *dst.grid_size)
+    log.info("resampled %s from a %dx%d to a %dx%d patch grid", what, *src.grid_size, *dst.grid_size)

@@ -20,3 +20,18 @@ class StateDictMismatchError(CheckpointError):
     def __init__(self, message: str, report: object) -> None:
         super().__init__(message)
         self.report = report
+
+
+def block_problems(cfg: object, library: str) -> list[str]:
+    """What the plain ViT of another library (timm's, Hugging Face's) cannot hold of a vitkit ViT's position
+    encoding and blocks, one entry each, for a writer's refusal: both add one learned absolute table and use
+    pre-LN blocks."""
+    problems = []
+    if cfg.pos_embed != "learned":
+        problems.append(
+            f"pos_embed={cfg.pos_embed!r} ({library}'s ViT adds one learned absolute table; save it in vitkit's "
+            "format with save_pretrained, or train with pos_embed='learned')"
+        )
+    if not cfg.pre_norm:
+        problems.append("post-LN blocks (pre_norm=False)")
+    return problems

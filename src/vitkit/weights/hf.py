@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from vitkit.config import ViTConfig
-from vitkit.weights.errors import CheckpointError
+from vitkit.weights.errors import CheckpointError, block_problems
 from vitkit.weights.rules import Rule, apply_rules, invert_rules, rule, unsupported
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
@@ -159,8 +159,7 @@ def to_hf(state: dict[str, torch.Tensor], cfg: ViTConfig) -> tuple[dict[str, tor
         problems.append("a ResNet or convolutional stem (HF ViT embeds patches with one linear map)")
     if not cfg.class_token or cfg.global_pool != "token" or cfg.fc_norm:
         problems.append("average pooling (HF ViT classifies the [class] token)")
-    if cfg.pos_embed != "learned" or not cfg.pre_norm:
-        problems.append(f"pos_embed={cfg.pos_embed!r} / pre_norm={cfg.pre_norm}")
+    problems += block_problems(cfg, "HF")
     if cfg.representation_size and cfg.num_classes:
         problems.append("a pre-logits layer before the classifier")
     if problems:

@@ -25,7 +25,7 @@ import torch
 
 from vitkit.config import ModelConfig
 from vitkit.config.swin import IMAGENET_MEAN, IMAGENET_STD, SwinConfig
-from vitkit.layers.window_attention import resample_bias_table
+from vitkit.layers.relative_position import resample_bias_table
 from vitkit.weights.adapt import drop_head
 from vitkit.weights.errors import CheckpointError
 from vitkit.weights.hf import ACTIVATIONS, HF_ACT, _cat, _labels, _split3, hf_preprocessor

@@ -16,7 +16,7 @@ import torch
 
 from vitkit.config import ViTConfig
 from vitkit.weights.adapt import add_prefix_positions, position_grid
-from vitkit.weights.errors import CheckpointError
+from vitkit.weights.errors import CheckpointError, block_problems
 from vitkit.weights.rules import unsupported
 
 log = logging.getLogger("vitkit.weights")
@@ -157,11 +157,7 @@ def to_timm(state: dict[str, torch.Tensor], cfg: ViTConfig) -> dict[str, torch.T
 
     Numerics a state dict cannot carry (GELU variant, epsilons) are logged, since timm's defaults differ.
     """
-    problems = []
-    if cfg.pos_embed != "learned":
-        problems.append(f"pos_embed={cfg.pos_embed!r} (timm stores one learned table)")
-    if not cfg.pre_norm:
-        problems.append("post-LN blocks (pre_norm=False)")
+    problems = block_problems(cfg, "timm")
     if cfg.stem_channels is not None:
         problems.append("a convolutional stem (stem_channels)")
     if problems:

@@ -74,7 +74,7 @@ async function classify(file) {
   $("preview-name").textContent = file.name;
   $("results").hidden = false;
   $("layer").value = state.depth;
-  setStatus(`classifying ${file.name}...`);
+  setStatus(`${state.task === "segmentation" ? "segmenting" : "classifying"} ${file.name}...`);
   document.body.dataset.state = "busy";
   try {
     if (state.task === "segmentation") {
@@ -108,6 +108,8 @@ async function loadModel() {
       $("model-info").textContent = `${info.name}: segments ${info.num_classes} classes, ${size} px crops`;
       $("bars-title").textContent = "Share of the pixels";
       $("overlay-caption").textContent = "Each pixel's class over the image";
+      $("overlay").alt = "each pixel's class over the image";
+      $("layer-controls").hidden = true; // a segmentor's overlay has no layers to choose
       return;
     }
     state.depth = info.depth;
