@@ -80,3 +80,15 @@ def vit_flops(cfg, batch: int) -> float:
     patch = 2 * n * cfg.in_chans * cfg.patch_size[0] * cfg.patch_size[1] * D
     per_layer = 2 * T * (4 * D * D + 2 * D * M) + 4 * T * T * D
     return batch * (patch + L * per_layer + 2 * D * cfg.num_classes)
+
+
+def print_profile(title: str, fn: Callable[[], object], calls: int = 3, rows: int = 12) -> None:
+    """torch.profiler's top ops by self CPU time over ``calls`` calls of ``fn`` (after one warm-up call)."""
+    from torch.profiler import profile
+
+    fn()
+    with profile() as prof:
+        for _ in range(calls):
+            fn()
+    print(f"\n{title} x {calls}")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))

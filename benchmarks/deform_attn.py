@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_name, interleaved_medians  # noqa: E402
+from common import cpu_name, interleaved_medians, print_profile  # noqa: E402
 
 from vitkit.layers.deform_attn import ms_deform_attn_grid_sample, ms_deform_attn_sample  # noqa: E402
 from vitkit.models.vit_adapter import grid_centres  # noqa: E402
@@ -79,17 +79,10 @@ def main() -> None:
                 base, mine = (times[name] * 1000 for name in CORES)
                 print(f"{case:<10} {batch:>5} {label:<10} {base:>14.1f} {mine:>10.1f} {base / mine:>8.2f}x")
     if args.profile:
-        from torch.profiler import profile
-
         inputs = make_inputs("injector", 2)
         grad_out = torch.randn(2, inputs[2].shape[1], HEADS * HEAD_DIM)
         for name, core in CORES.items():
-            step(core, inputs, grad_out)
-            with profile() as prof:
-                for _ in range(3):
-                    step(core, inputs, grad_out)
-            print(f"\n{name}: injector, batch 2, forward + backward x 3")
-            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+            print_profile(f"{name}: injector, batch 2, forward + backward", lambda c=core: step(c, inputs, grad_out))
 
 
 if __name__ == "__main__":

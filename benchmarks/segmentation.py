@@ -5,6 +5,7 @@ peer the adapter means to match.
 
     python benchmarks/segmentation.py                       # Ti models, 512 px, float32, torch's threads
     python benchmarks/segmentation.py --size 256 --repeats 5
+    python benchmarks/segmentation.py --profile             # also torch.profiler's top ops of each inference
 
 Models (random weights; speed does not depend on them):
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_name, interleaved_best, matmul_flops  # noqa: E402
+from common import cpu_name, interleaved_best, matmul_flops, print_profile  # noqa: E402
 
 import vitkit  # noqa: E402
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls of each, in alternation (best is kept)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--profile", action="store_true", help="also torch.profiler's top ops of each inference")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,6 +87,9 @@ def main() -> None:
         print(f"| {name} | {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M | {inference[name]:.2f} s | "
               f"{inference[name] / inference[BASELINE]:.2f}x | {training[name]:.2f} s | "
               f"{training[name] / training[BASELINE]:.2f}x |")  # fmt: skip
+    if args.profile:
+        for name in models:
+            print_profile(f"{name}: inference, batch 1, {args.size} px", infer[name], calls=2)
 
 
 if __name__ == "__main__":

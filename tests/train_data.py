@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +73,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def run_vitkit(*args: Any) -> subprocess.CompletedProcess:
+    """``vitkit ARGS`` in this process, as the command line runs it (exit code, stdout, stderr), on one thread.
+
+    A subprocess would spend two seconds importing torch per call; ``tests/cli/test_cli.py`` keeps the checks that
+    need a real ``python -m vitkit`` process."""
+    from vitkit.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as stop:  # argparse's own errors
+                code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())

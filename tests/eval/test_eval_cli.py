@@ -4,22 +4,14 @@ learnable image folder; each step's output is checked against another step's or 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
 
 from train_data import CLASSES, make_image_folder, tiny_recipe
+from train_data import run_vitkit as _vitkit
 from vitkit import load_pretrained
-
-
-def _vitkit(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: threads only contend on a shared machine
-    cmd = [sys.executable, "-m", "vitkit", *map(str, args)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")

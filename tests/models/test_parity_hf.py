@@ -36,7 +36,7 @@ def _hf_to_vitkit(hf_state: dict[str, torch.Tensor], depth: int) -> dict[str, to
 
 @pytest.mark.parametrize(
     "width, depth, heads, mlp, img, patch",
-    [(64, 2, 4, 256, 32, 8), (768, 12, 12, 3072, 224, 16)],
+    [(64, 2, 4, 256, 32, 8), pytest.param(768, 12, 12, 3072, 224, 16, marks=pytest.mark.slow)],  # base: B/16
     ids=["tiny", "base"],
 )
 def test_logits_match_transformers(width, depth, heads, mlp, img, patch):

@@ -5,15 +5,12 @@ of what does not); on the tiny learnable image folder of the engine tests."""
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import vitkit
-from train_data import CLASSES, make_image_folder, tiny_recipe
+from train_data import CLASSES, make_image_folder, run_vitkit, tiny_recipe
 from vitkit.models.swin import SwinTransformer
 from vitkit.train import recipe_from_dict, train_model
 from vitkit.viz.swin import swin_attention_distance, window_attention_at
@@ -88,9 +85,7 @@ def test_visualize_cli_draws_windows_and_refuses_rollout_in_one_line(trained, tm
     data, result, _ = trained
     path = result.run_dir / "model.safetensors"
     image = data / "test" / CLASSES[0] / "0.png"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = lambda *args: subprocess.run([sys.executable, "-m", "vitkit", "visualize", str(path), str(image), *args],
-                                       capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    run = lambda *args: run_vitkit("visualize", path, image, *args)
     done = run("--kind", "all", "--point", "4,12", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     written = sorted(p.name for p in tmp_path.iterdir())

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from helpers import tiny_config
+from train_data import run_vitkit
 from vitkit import VisionTransformer
 from vitkit.viz.draw import visualize
 
@@ -112,9 +110,8 @@ def test_cli_smoke(tmp_path, images):
 
     checkpoint = save_pretrained(VisionTransformer(tiny_config()), tmp_path / "tiny.safetensors")
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "vitkit", "visualize", str(checkpoint), str(images[0].parent)]
-    cmd += ["--kind", "rollout", "--kind", "posembed", "--img-size", "24x32", "--dpi", str(DPI), "--out", str(out)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    args = ["visualize", checkpoint, images[0].parent, "--kind", "rollout", "--kind", "posembed"]
+    result = run_vitkit(*args, "--img-size", "24x32", "--dpi", DPI, "--out", out)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(out / "rollout.png"), str(out / "posembed.png")]
     _check_png(out / "rollout.png", _px(3 * 2.2 + 1.3, 2 * 2.2 + 0.6))

@@ -38,7 +38,7 @@ from vitkit.train.callbacks import Callback
 from vitkit.utils.files import atomic_write_text
 
 ROLES = ("vit", "hybrid", "resnet")
-STEPS, QUICK_STEPS = 4000, 12
+STEPS, QUICK_STEPS = 2000, 12
 QUICK_BATCH = 16
 LOG_EVERY, QUICK_LOG_EVERY = 25, 2
 CURVE_IMAGES = 2000  # the fixed test subset the accuracy curve is measured on
@@ -85,7 +85,7 @@ class InductiveBias(Study):
     name = "inductive-bias"
     title = "Inductive bias: shifted inputs, and accuracy over training, for a ViT, a hybrid and a ResNet"
     summary = "how a ViT, a hybrid and a ResNet answer 1-8 pixel shifts, and accuracy against training steps"
-    runtime = "about 40 min on 2 CPU cores (Xeon with AMX, bf16, 2 jobs x 1 thread); about 1.5x that in float32"
+    runtime = "about 20 min on 2 CPU cores (Xeon with AMX, bf16, 2 jobs x 1 thread); about 1.5x that in float32"
 
     def sizes(self, ctx: StudyContext) -> tuple[int, int, int]:
         """(steps, batch, log every) of this version."""

@@ -28,7 +28,7 @@ KINDS: dict[str, str] = {
     "sincos2d": "fixed 2D sin-cos table over rows and columns (MoCo v3, MAE)",
     "relative": "learned relative position bias in each block's attention (BEiT), no absolute table",
 }
-STEPS, QUICK_STEPS = 3000, 10
+STEPS, QUICK_STEPS = 1500, 10
 QUICK_BATCH = 16
 
 
@@ -43,7 +43,7 @@ class PosEmbed(Study):
     name = "pos-embed"
     title = "Position embeddings: none, learned 1D/2D, sin-cos 1D/2D and relative on the same ViT"
     summary = "the same ViT with each kind of position embedding: accuracy and similarity pictures (paper Table 8)"
-    runtime = "about 40 min on 2 CPU cores (Xeon with AMX, bf16, 2 jobs x 1 thread); about 1.3x that in float32"
+    runtime = "about 20 min on 2 CPU cores (Xeon with AMX, bf16, 2 jobs x 1 thread); about 1.3x that in float32"
 
     def steps(self, ctx: StudyContext) -> tuple[int, int]:
         return (QUICK_STEPS, QUICK_BATCH) if ctx.quick else (STEPS, BATCH)
