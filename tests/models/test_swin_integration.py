@@ -92,4 +92,6 @@ def test_visualize_cli_draws_windows_and_refuses_rollout_in_one_line(trained, tm
     assert written == ["distance.png", "filters.png", "windows-1-north_east-0-all.png"]
     refused = run("--kind", "rollout", "--out", str(tmp_path))
     assert refused.returncode != 0 and "Swin has no class token" in refused.stderr
-    assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    *before, error = refused.stderr.strip().splitlines()  # before: "loaded ..." where logging is on
+    assert "Traceback" not in refused.stderr and all(line.startswith("loaded ") for line in before)
+    assert error.startswith("vitkit visualize: error: ") and "Swin has no class token" in error
