@@ -102,6 +102,12 @@ class Study:
     title: ClassVar[str] = ""  # the question the study answers, for the report's heading
     summary: ClassVar[str] = ""  # one line for ``vitkit study --list``
     runtime: ClassVar[str] = ""  # the full version's measured or estimated runtime, with the machine it is for
+    full: ClassVar[tuple[int, int]] = (0, 0)  # (optimiser steps, batch) of every run in the full version ...
+    quick: ClassVar[tuple[int, int]] = (0, 0)  # ... and in --quick
+
+    def steps(self, ctx: StudyContext) -> tuple[int, int]:
+        """(optimiser steps, batch) of each run: ``quick`` or ``full`` as ``ctx`` asks."""
+        return self.quick if ctx.quick else self.full
 
     def plan(self, ctx: StudyContext) -> list[RunSpec]:
         """Every run the study needs, in the order they should start (longest first packs parallel jobs best)."""

@@ -43,8 +43,7 @@ class DataScale(Study):
     summary = "a ViT, a hybrid and a ResNet on 2-100% of CIFAR-10 at equal steps (paper Fig. 3/4)"
     runtime = "about 45 min on 2 CPU cores (Xeon with AMX, bf16, 2 jobs x 1 thread); about 1.5x that in float32"
 
-    def steps(self, ctx: StudyContext) -> tuple[int, int]:
-        return (QUICK_STEPS, QUICK_BATCH) if ctx.quick else (STEPS, BATCH)
+    full, quick = (STEPS, BATCH), (QUICK_STEPS, QUICK_BATCH)
 
     def plan(self, ctx: StudyContext) -> list[RunSpec]:
         steps, batch = self.steps(ctx)

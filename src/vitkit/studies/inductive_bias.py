@@ -87,9 +87,11 @@ class InductiveBias(Study):
     summary = "how a ViT, a hybrid and a ResNet answer 1-8 pixel shifts, and accuracy against training steps"
     runtime = "about 20 min on 2 CPU cores (Xeon with AMX, bf16, 2 jobs x 1 thread); about 1.5x that in float32"
 
+    full, quick = (STEPS, BATCH), (QUICK_STEPS, QUICK_BATCH)
+
     def sizes(self, ctx: StudyContext) -> tuple[int, int, int]:
         """(steps, batch, log every) of this version."""
-        return (QUICK_STEPS, QUICK_BATCH, QUICK_LOG_EVERY) if ctx.quick else (STEPS, BATCH, LOG_EVERY)
+        return (*self.steps(ctx), QUICK_LOG_EVERY if ctx.quick else LOG_EVERY)
 
     def plan(self, ctx: StudyContext) -> list[RunSpec]:
         steps, batch, every = self.sizes(ctx)

@@ -45,8 +45,7 @@ class PosEmbed(Study):
     summary = "the same ViT with each kind of position embedding: accuracy and similarity pictures (paper Table 8)"
     runtime = "about 20 min on 2 CPU cores (Xeon with AMX, bf16, 2 jobs x 1 thread); about 1.3x that in float32"
 
-    def steps(self, ctx: StudyContext) -> tuple[int, int]:
-        return (QUICK_STEPS, QUICK_BATCH) if ctx.quick else (STEPS, BATCH)
+    full, quick = (STEPS, BATCH), (QUICK_STEPS, QUICK_BATCH)
 
     def plan(self, ctx: StudyContext) -> list[RunSpec]:
         steps, batch = self.steps(ctx)
